@@ -1,0 +1,49 @@
+# fgvu: `make demo` runs the whole pipeline on synthetic data; `make test` runs the tests.
+# Both create .venv on first use (pip takes the pinned torch from the local wheel cache).
+
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+DEMO    ?= demo
+CACHE   ?= $(DEMO)/caches/aff-wild2
+TASK    ?=
+SEEDS   ?= 5
+JOBS    ?= 2
+ABLATIONS_OUT ?= results/ablations
+
+.PHONY: venv demo test test-fast ablations bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/fgvu demo --out $(DEMO)
+
+test: $(STAMP)
+	.venv/bin/pytest -q -n 2 --durations=15
+
+test-fast: $(STAMP)
+	.venv/bin/pytest -q -n 2 -m "not slow"
+
+$(DEMO)/caches/aff-wild2/cache.json:
+	$(MAKE) demo
+
+ablations: $(STAMP) $(if $(filter $(DEMO)/caches/aff-wild2,$(CACHE)),$(DEMO)/caches/aff-wild2/cache.json)
+	.venv/bin/fgvu ablations $(CACHE) $(if $(TASK),--task $(TASK)) --seeds $(SEEDS) --jobs $(JOBS) --out $(ABLATIONS_OUT)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_decode.py
+	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_encoders.py --quick
+	$(PY) benchmarks/bench_captioner.py
+
+clean:
+	rm -rf $(DEMO) results .pytest_cache

@@ -1,0 +1,47 @@
+"""The `fgvu` command line. Each command group lives in `fgvu.commands.<name>`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from fgvu.errors import FgvuError
+
+app = typer.Typer(
+    help="fgvu: fine-grained video understanding with frozen multimodal encoders and light fusion heads.\n\n"
+    "Stage 1 `fgvu extract` runs the frozen encoders once into a Zarr cache; stage 2 `fgvu fit` trains "
+    "the fusion head on that cache.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+COMMAND_MODULES = (
+    "fgvu.commands.extract",
+    "fgvu.commands.fit",
+    "fgvu.commands.ablations",
+    "fgvu.commands.cache",
+    "fgvu.commands.synth",
+    "fgvu.commands.convert",
+    "fgvu.commands.demo",
+)
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line and exit 2, without a traceback."""
+    try:
+        app()
+    except FgvuError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

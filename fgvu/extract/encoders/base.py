@@ -1,0 +1,90 @@
+"""The three kinds of frozen encoder that stage 1 runs, as one small interface.
+
+Every encoder takes frames as numpy arrays (uint8 in [0,255] or float in [0,1], channels last),
+does its own batched preprocessing on tensors, and returns float32 numpy arrays. Each exposes
+`fingerprint`, the dict that the cache records so that a cache is never appended to with a
+different encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from fgvu.errors import FgvuError
+
+
+class EncoderError(FgvuError):
+    """A user-facing problem with an encoder: unknown name, missing or mismatched weights, bad input."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """The sha256 of a checkpoint file, for the cache fingerprint."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_fingerprint(name: str, variant: str, dim: int, preprocessing: dict, checkpoint: str) -> dict:
+    """The cache fingerprint of an encoder.
+
+    `checkpoint` is the sha256 of the weights file, or "random-init:<seed>" for tiny variants.
+    """
+    return {"name": name, "variant": variant, "dim": int(dim), "preprocessing": preprocessing, "checkpoint": checkpoint}
+
+
+def check_frames(frames: np.ndarray, ndim: int, what: str) -> np.ndarray:
+    """Validate a frame batch: `ndim` dims, 3 channels last, uint8 or float. Returns it unchanged."""
+    if not isinstance(frames, np.ndarray):
+        raise EncoderError(f"{what}: expected a numpy array, got {type(frames).__name__}")
+    if frames.ndim != ndim or frames.shape[-1] != 3:
+        layout = "(B, T, H, W, 3)" if ndim == 5 else "(B, H, W, 3)"
+        raise EncoderError(f"{what}: expected frames shaped {layout}, got {frames.shape}")
+    if frames.dtype != np.uint8 and not np.issubdtype(frames.dtype, np.floating):
+        raise EncoderError(f"{what}: expected uint8 or float frames, got {frames.dtype}")
+    return frames
+
+
+class VideoEncoder(ABC):
+    """Clips (B, T, H, W, 3) -> per-frame embeddings (B, T, D), spatial tokens mean-pooled."""
+
+    dim: int
+    fingerprint: dict
+
+    @abstractmethod
+    def encode_clips(self, clips: np.ndarray) -> np.ndarray:
+        """(B, T, H, W, 3) uint8 or float in [0,1] -> (B, T, D) float32."""
+
+    @abstractmethod
+    def encode_tokens(self, clips: np.ndarray) -> np.ndarray:
+        """(B, T, H, W, 3) -> the full token grid (B, T*N, D) float32."""
+
+
+class ImageTextEncoder(ABC):
+    """Images and texts into one embedding space (a CLIP-style dual encoder)."""
+
+    dim: int
+    fingerprint: dict
+
+    @abstractmethod
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 or float in [0,1] -> (B, D) float32."""
+
+    @abstractmethod
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """list of B strings -> (B, D) float32, in the same space as `encode_images`."""
+
+
+class Captioner(ABC):
+    """Images -> one caption each, generated in batches."""
+
+    fingerprint: dict
+
+    @abstractmethod
+    def caption(self, images: np.ndarray, prompt: str) -> list[str]:
+        """(B, H, W, 3) uint8 or float in [0,1] + a prompt -> B captions."""
