@@ -190,7 +190,7 @@ def part_path(cache: str | Path, index: int) -> Path:
     return Path(cache) / "parts" / f"part-{index:05d}.zarr"
 
 
-def _array_specs(spec: CacheSpec) -> dict[str, tuple[tuple[int, ...], str]]:
+def array_specs(spec: CacheSpec) -> dict[str, tuple[tuple[int, ...], str]]:
     """name -> (row shape, dtype) of every array a part of this cache holds."""
     plan = spec.sampling
     k = len(spec.target_names)
@@ -225,7 +225,8 @@ def _array_specs(spec: CacheSpec) -> dict[str, tuple[tuple[int, ...], str]]:
     return arrays
 
 
-def _table_of(name: str) -> str:
+def table_of(name: str) -> str:
+    """The row table ("image", "text", "windows", "frames" or "videos") that array `name` grows with."""
     if name.startswith("clips/"):
         return "windows"
     for table, names in TABLES.items():
@@ -265,10 +266,12 @@ class PartWriter:
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
         self._lock.flush()
+        for leftover in self.path.rglob("*.partial"):  # temp files of a writer killed mid-write
+            leftover.unlink()
         self.group = zarr.open_group(self.path, mode="a", zarr_format=3)
-        self.commit = _read_commit(self.path)
+        self.commit = read_commit(self.path)
         self.arrays = {}
-        for name, (row_shape, dtype) in _array_specs(self.spec).items():
+        for name, (row_shape, dtype) in array_specs(self.spec).items():
             self.arrays[name] = self._open_array(name, row_shape, dtype)
         self._truncate_to_commit()
 
@@ -292,7 +295,7 @@ class PartWriter:
     def _truncate_to_commit(self) -> None:
         rows = self.commit["rows"]
         for name, arr in self.arrays.items():
-            n = rows[_table_of(name)]
+            n = rows[table_of(name)]
             if arr.shape[0] != n:
                 arr.resize((n, *arr.shape[1:]))
         captions = self.path / "captions.jsonl"
@@ -354,7 +357,8 @@ class PartWriter:
             "videos": rows["videos"] + 1, "image": rows["image"] + n_img, "text": rows["text"] + n_cap,
             "windows": rows["windows"] + n_win, "frames": rows["frames"] + rec.n_frames,
         }
-        self.commit = {**self.commit, "rows": rows}
+        failures = [f for f in self.commit["failures"] if f["video"] != rec.name]  # it failed before, not now
+        self.commit = {**self.commit, "rows": rows, "failures": failures}
         _atomic_write_json(self.path / "commit.json", self.commit)
 
     def record_failure(self, video: str, reason: str) -> None:
@@ -405,7 +409,8 @@ def _check_record(cache: Path, spec: CacheSpec, rec: VideoRecord) -> None:
         need(rec.caption_frame is not None and len(rec.captions) == len(rec.caption_frame), "captions and caption frames differ")
 
 
-def _read_commit(part: Path) -> dict:
+def read_commit(part: Path) -> dict:
+    """A part's commit.json (committed row counts and failures); an absent file means nothing committed."""
     path = part / "commit.json"
     empty = {"rows": {t: 0 for t in TABLES}, "failures": []}
     if not path.exists():
@@ -504,12 +509,12 @@ def open_cache(cache: str | Path, load_captions: bool = False) -> CacheView:
 
     cache = Path(cache)
     spec = read_spec(cache)
-    expected = _array_specs(spec)
+    expected = array_specs(spec)
     pieces: dict[str, list[np.ndarray]] = {name: [] for name in expected}
     offsets = {t: 0 for t in TABLES}
     failures, captions = [], []
     for part in part_dirs(cache):
-        commit = _read_commit(part)
+        commit = read_commit(part)
         rows = commit["rows"]
         failures += [{**f, "part": part.name} for f in commit["failures"]]
         if rows["videos"] == 0:
@@ -522,7 +527,7 @@ def open_cache(cache: str | Path, load_captions: bool = False) -> CacheView:
             if name not in group:
                 raise CacheError(f"cache {cache}: {part.name} is missing array {name}")
             arr = group[name]
-            n = rows[_table_of(name)]
+            n = rows[table_of(name)]
             if tuple(arr.shape[1:]) != row_shape:
                 raise CacheError(f"cache {cache}: {part.name}/{name} has rows of shape {arr.shape[1:]}, cache.json says {row_shape}")
             if arr.shape[0] < n:

@@ -153,3 +153,21 @@ def test_cache_without_text_modality(tmp_path):
     view = open_cache(tmp_path)
     assert view.modalities == ("v", "i")
     assert view.text is None and view.caption_frame.shape == (len(rec.caption_frame),)
+
+
+def test_a_video_that_succeeds_later_leaves_the_failure_list(tmp_path):
+    with PartWriter(tmp_path, spec(), 0) as w:
+        w.record_failure("a", "decoder crashed")
+        w.record_failure("b", "empty file")
+        w.append_video(record("a", 70))
+    assert [f["video"] for f in open_cache(tmp_path).failures] == ["b"]
+
+
+def test_leftover_partial_files_are_removed(tmp_path):
+    with PartWriter(tmp_path, spec(), 0) as w:
+        w.append_video(record("a", 70))
+    junk = part_path(tmp_path, 0) / "frames" / "image" / "c" / "0.partial"
+    junk.parent.mkdir(parents=True, exist_ok=True)
+    junk.write_bytes(b"x")
+    PartWriter(tmp_path, spec(), 0).close()
+    assert not junk.exists()

@@ -88,3 +88,24 @@ class Captioner(ABC):
     @abstractmethod
     def caption(self, images: np.ndarray, prompt: str) -> list[str]:
         """(B, H, W, 3) uint8 or float in [0,1] + a prompt -> B captions."""
+
+
+def check_unit_range(frames: np.ndarray, what: str) -> None:
+    """Float frames must lie in [0, 1] (uint8 frames are always fine); catches 0-255 floats."""
+    if frames.dtype == np.uint8 or frames.size == 0:
+        return
+    low, high = float(frames.min()), float(frames.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise EncoderError(f"{what}: float frames must be in [0, 1], got values in [{low:.3g}, {high:.3g}]")
+
+
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.model")
+
+
+def directory_sha256(folder: str | Path, patterns: tuple[str, ...] = MODEL_FILE_PATTERNS) -> str:
+    """One sha256 over the weight and config files of a model directory (names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in patterns for p in Path(folder).glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + file_sha256(path).encode() + b"\n")
+    return digest.hexdigest()

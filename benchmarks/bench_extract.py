@@ -1,0 +1,253 @@
+"""Throughput of `fgvu extract` on synthetic videos, and what grid deduplication saves.
+
+Prints, all measured in this run on the same files:
+1. a bare PyAV decode loop over every video (threaded, nothing converted): frames/s;
+2. the pipeline with null encoders (decode + plan + queue + Zarr writer, no model work):
+   frames/s and its ratio to (1), i.e. the pipeline's own overhead;
+3. the pipeline with the tiny encoders (after a warm-up run that compiles JAX shapes):
+   windows/s, frames/s; encoder work per window (image frames, captions, clips) against
+   encoding window by window (16 images, 4 captions per window), with the ratio;
+4. CLIP + captioner seconds on the same decoded frames and batch sizes: grid-once
+   (SourceEncoder) vs window by window;
+5. MB/s written: the run's cache bytes over its wall time and the time inside
+   `PartWriter.append_video`; then the writer alone with paper-sized (768-d) features.
+
+    python benchmarks/bench_extract.py [--videos 6] [--frames 400] [--size 144x192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fgvu.cache_schema import CacheSpec, PartWriter, VideoRecord  # noqa: E402
+from fgvu.cache_tools import disk_size  # noqa: E402
+from fgvu.extract.config import ExtractConfig  # noqa: E402
+from fgvu.extract.encoders.base import Captioner, ImageTextEncoder, VideoEncoder, make_fingerprint  # noqa: E402
+from fgvu.extract.encoding import BatchSizes, EncoderSet, SourceEncoder, conversion_size  # noqa: E402
+from fgvu.extract.pipeline import build_encoders, run_extract  # noqa: E402
+from fgvu.extract.video_source import open_video  # noqa: E402
+from fgvu.sampling import SamplingPlan  # noqa: E402
+from fgvu.synth.videos import write_video_dataset  # noqa: E402
+
+PROMPT = "Describe the shapes."
+
+
+class NullVideo(VideoEncoder):
+    """Zeros of the right shape: the pipeline's cost without any model work."""
+
+    dim = 32
+
+    def __init__(self, input_size: int = 72):
+        self.input_size = input_size  # frames are converted for an encoder of this input side
+        self.fingerprint = make_fingerprint("null-video", "null", 32, {"resize": [input_size] * 2}, "none")
+
+    def encode_clips(self, clips):
+        return np.zeros((*clips.shape[:2], self.dim), np.float32)
+
+    def encode_tokens(self, clips):
+        raise NotImplementedError
+
+
+class NullImageText(ImageTextEncoder):
+    dim = 64
+    fingerprint = make_fingerprint("null-clip", "null", 64, {"size": [64, 64]}, "none")
+
+    def encode_images(self, images):
+        return np.zeros((len(images), self.dim), np.float32)
+
+    def encode_texts(self, texts):
+        return np.zeros((len(texts), self.dim), np.float32)
+
+
+class NullCaptioner(Captioner):
+    fingerprint = make_fingerprint("null-captioner", "null", 0, {}, "none")
+
+    def caption(self, images, prompt):
+        return ["-"] * len(images)
+
+
+def bare_decode(paths: list[Path]) -> tuple[int, float]:
+    """Every frame of every file decoded with threads, nothing converted: (frames, seconds)."""
+    import av
+
+    n, start = 0, time.perf_counter()
+    for path in paths:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                n += 1
+    return n, time.perf_counter() - start
+
+
+class WriterTimer:
+    """Accumulates the time spent in PartWriter.append_video."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._original = PartWriter.append_video
+
+    def __enter__(self):
+        original, timer = self._original, self
+
+        def timed(writer, rec):
+            start = time.perf_counter()
+            original(writer, rec)
+            timer.seconds += time.perf_counter() - start
+
+        PartWriter.append_video = timed
+        return self
+
+    def __exit__(self, *exc):
+        PartWriter.append_video = self._original
+
+
+def window_by_window_seconds(encoders: EncoderSet, frames: dict[int, np.ndarray], layout, batches: BatchSizes) -> float:
+    """Encoder time when every window encodes its own 16 images and 4 captions (same batch sizes).
+
+    Clips are per window in both schemes and are left out of both timings.
+    """
+    images = layout.image_frames[layout.image_index].ravel().tolist()  # W x 16, with repeats
+    captions = layout.caption_frames[layout.caption_index].ravel().tolist()  # W x 4, with repeats
+    start = time.perf_counter()
+    for lo in range(0, len(images), batches.image):
+        encoders.image_text.encode_images(np.stack([frames[f] for f in images[lo:lo + batches.image]]))
+    texts = []
+    for lo in range(0, len(captions), batches.caption):
+        texts += encoders.captioner.caption(np.stack([frames[f] for f in captions[lo:lo + batches.caption]]), PROMPT)
+    for lo in range(0, len(texts), batches.text):
+        encoders.image_text.encode_texts(texts[lo:lo + batches.text])
+    return time.perf_counter() - start
+
+
+def grid_once_seconds(encoders: EncoderSet, frames: dict[int, np.ndarray], layout, batches: BatchSizes) -> float:
+    """The same work, each grid frame once, as SourceEncoder does it (clips left out)."""
+    no_clips = EncoderSet(NullVideo(), encoders.image_text, encoders.captioner)
+    start = time.perf_counter()
+    enc = SourceEncoder(no_clips, layout, PROMPT, batches)
+    for f in layout.needed_frames().tolist():
+        enc.add(f, frames[f])
+    enc.finish()
+    return time.perf_counter() - start
+
+
+def writer_alone(work: Path, videos: int = 20, n_frames: int = 1000, dim: int = 768) -> tuple[float, float, float]:
+    """PartWriter with paper-sized features (768-d, f16): (MiB on disk, seconds, seconds per video)."""
+    plan = SamplingPlan()
+    spec = CacheSpec(dataset="aff-wild2", task="va", sampling=plan, encoders={"video": {"name": "bench"}},
+                     dims={"video": dim, "image": dim, "text": dim})
+    lay = plan.layout(n_frames)
+    rng = np.random.default_rng(0)
+
+    def record(i: int) -> VideoRecord:
+        return VideoRecord(
+            name=f"v{i:04d}", split="train", n_frames=n_frames, fps=30.0, width=1280, height=720,
+            window_start=lay.starts, image_index=lay.image_index, caption_index=lay.caption_index, valid=lay.valid,
+            targets=rng.uniform(-1, 1, (n_frames, 2)).astype(np.float32), target_mask=np.ones((n_frames, 2), bool),
+            image=rng.standard_normal((len(lay.image_frames), dim)).astype(np.float16), image_frame=lay.image_frames,
+            text=rng.standard_normal((len(lay.caption_frames), dim)).astype(np.float16),
+            caption_frame=lay.caption_frames, captions=["a caption"] * len(lay.caption_frames),
+            video={16: rng.standard_normal((lay.n_windows, 16, dim)).astype(np.float16)},
+        )
+
+    records = [record(i) for i in range(videos)]
+    start = time.perf_counter()
+    with PartWriter(work / "writer", spec, 0) as writer:
+        for rec in records:
+            writer.append_video(rec)
+    seconds = time.perf_counter() - start
+    return disk_size(work / "writer") / 2**20, seconds, seconds / videos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--size", default="144x192", help="H x W of the synthetic videos")
+    parser.add_argument("--video", type=Path, help="also time decode vs the null-encoder pipeline on this file "
+                        "(e.g. a 720p H.264 video), frames converted at 288 px as for the paper encoders")
+    args = parser.parse_args()
+    height, width = (int(x) for x in args.size.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    try:
+        root = write_video_dataset(work / "data", layout="aff-wild2", videos=args.videos, frames=args.frames,
+                                   size=(height, width))
+        paths = sorted((root / "batch1").glob("*.mp4"))
+        base = dict(dataset="aff-wild2", root=str(root), progress=False, caption_prompt=PROMPT, device="cpu")
+
+        null = EncoderSet(NullVideo(), NullImageText(), NullCaptioner())
+        t_bare, s_null = float("inf"), None
+        for rep in range(2):  # alternating, best of 2
+            n_bare, t = bare_decode(paths)
+            t_bare = min(t_bare, t)
+            s = run_extract(ExtractConfig(out=str(work / f"null{rep}"), **base), encoders=null)
+            s_null = s if s_null is None or s.seconds < s_null.seconds else s_null
+        print(f"videos: {len(paths)} files, {n_bare} frames at {height}x{width}; {s_null.succeeded} items")
+        print(f"bare PyAV decode loop:            {n_bare / t_bare:8.1f} frames/s")
+        print(f"pipeline, null encoders:          {s_null.frames_per_s:8.1f} frames/s   "
+              f"ratio to bare decode {s_null.frames_per_s / (n_bare / t_bare):.2f}")
+
+        if args.video:
+            folder = work / "one"
+            folder.mkdir()
+            (folder / args.video.name).symlink_to(args.video.resolve())
+            (folder / "labels.csv").write_text(f"video,label\n{args.video.stem},0\n")
+            paper_sized = EncoderSet(NullVideo(input_size=288), NullImageText(), NullCaptioner())
+            n_one, t_one = bare_decode([args.video])
+            s_one = run_extract(ExtractConfig(out=str(work / "one_cache"), **{**base, "dataset": "folder",
+                                                                             "root": str(folder)}),
+                                encoders=paper_sized)
+            print(f"{args.video.name}: bare decode {n_one / t_one:.1f} frames/s, pipeline with null encoders "
+                  f"{s_one.frames_per_s:.1f} frames/s, ratio {s_one.frames_per_s / (n_one / t_one):.2f}")
+
+        tiny = build_encoders(ExtractConfig(encoders="tiny", **base))
+        run_extract(ExtractConfig(out=str(work / "warmup"), limit=2, **base), encoders=tiny)  # JIT warm-up
+        with WriterTimer() as writer:
+            s = run_extract(ExtractConfig(out=str(work / "tiny"), **base), encoders=tiny)
+        c, w = s.counts, s.windows
+        print(f"pipeline, tiny encoders:          {s.frames_per_s:8.1f} frames/s   {s.windows_per_s:.2f} windows/s "
+              f"({w} windows in {s.seconds:.1f} s)")
+        # per window of each decoded source (left/right items share their source's windows)
+        sw = sum(SamplingPlan().layout(open_video(p).info.n_frames).n_windows for p in paths)
+        print(f"encoder work per source window ({sw} windows), grid-once vs window-by-window: "
+              f"image frames {c.image_frames / sw:.2f} vs 16 (ratio {c.image_frames / (16 * sw):.3f}); "
+              f"captions {c.captioned_frames / sw:.2f} vs 4 (ratio {c.captioned_frames / (4 * sw):.3f}); "
+              f"text embeddings {c.texts / sw:.2f} vs 4; clips {c.clips / sw:.2f} vs 1")
+
+        # encoder seconds on identical decoded frames of one video, same batch sizes
+        plan = SamplingPlan()
+        source = open_video(paths[0])
+        layout = plan.layout(source.info.n_frames)
+        side = tiny.input_side()
+        size = conversion_size(source.info.height, source.info.width, side)
+        frames = dict(source.frames(layout.needed_frames(), size=size))
+        batches = BatchSizes()
+        grid_once_seconds(tiny, frames, layout, batches)  # warm-up
+        t_grid, t_naive = float("inf"), float("inf")
+        for _ in range(3):  # alternating, best of 3: the machine may be shared
+            t_grid = min(t_grid, grid_once_seconds(tiny, frames, layout, batches))
+            t_naive = min(t_naive, window_by_window_seconds(tiny, frames, layout, batches))
+        print(f"CLIP image + captioner + CLIP text time, {layout.n_windows} windows of {paths[0].name}: "
+              f"grid-once {t_grid:.2f} s, window-by-window {t_naive:.2f} s, speed-up {t_naive / t_grid:.2f}x")
+
+        size_mib = disk_size(work / "tiny") / 2**20
+        print(f"written (tiny dims): {size_mib:.2f} MiB on disk; {size_mib / s.seconds:.3f} MB/s over the run; "
+              f"{writer.seconds:.2f} s in append_video ({1000 * writer.seconds / max(1, s.succeeded):.0f} ms per video)")
+        mib, seconds, per_video = writer_alone(work)
+        print(f"writer alone, paper dims (768-d f16, 1000-frame videos): {mib:.1f} MiB in {seconds:.2f} s = "
+              f"{mib / seconds:.1f} MB/s, {1000 * per_video:.0f} ms per video")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Ablation reports: runs.csv, summary.csv, failures.csv, ablations.md, failure_analysis.md and plots/.
+
+Also `report_run`, the per-run plots and failure analysis behind `fgvu report RUN`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fgvu.ablations.failures import RunFolderError, failure_analysis, load_val_frames
+from fgvu.ablations.plots import METRIC_LABELS, bar_chart, confusion_plot, curves_plot, va_density_plot
+from fgvu.ablations.stats import ALPHA, summarize
+
+if TYPE_CHECKING:
+    from fgvu.ablations.runner import GridPlan, RunResult
+
+PRIMARY = {"va": "ccc_mean", "violence": "f1_macro"}
+SECONDARY = {"va": ("ccc_valence", "ccc_arousal"), "violence": ("accuracy", "ece")}
+
+
+def _val(metrics: dict | None, key: str) -> float:
+    value = ((metrics or {}).get("val") or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _csv_value(row.get(c)) for c in columns})
+    return path
+
+
+def _csv_value(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return "" if value is None else value
+
+
+def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[dict]:
+    """One row per run: config, group, seed, status, the metrics, best epoch, time, folder, error."""
+    metric = PRIMARY[plan.task]
+    rows = []
+    for r in results:
+        row = {"config": r.run.config, "group": r.run.group, "seed": r.run.seed, "status": r.status,
+               metric: _val(r.metrics, metric)}
+        for key in SECONDARY[plan.task]:
+            row[key] = _val(r.metrics, key)
+        row["best_epoch"] = (r.metrics or {}).get("best_epoch")
+        row["seconds"] = round(r.seconds, 2) if r.status != "resumed" else None
+        row["run_dir"] = str(r.run_dir.relative_to(out)) if r.run_dir.is_relative_to(out) else str(r.run_dir)
+        row["error"] = r.error or ""
+        rows.append(row)
+    return rows
+
+
+def summary_rows(plan: GridPlan, results: Sequence[RunResult]) -> list[dict]:
+    """One row per configuration of the grid: mean +- std, paired t-test vs the reference, Holm."""
+    metric = PRIMARY[plan.task]
+    scores: dict[str, dict[int, float]] = {}
+    failed: dict[str, int] = {}
+    for r in results:
+        if r.status == "failed":
+            failed[r.run.config] = failed.get(r.run.config, 0) + 1
+            continue
+        value = _val(r.metrics, metric)
+        if not math.isnan(value):
+            scores.setdefault(r.run.config, {})[r.run.seed] = value
+    ran = [a.name for a in plan.grid.ablations if a.name in scores]
+    stats = {s.config: s for s in summarize({c: scores[c] for c in ran}, plan.grid.reference)}
+    skipped = {s.config: s.reason for s in plan.skipped}
+    rows = []
+    for ablation in plan.grid.ablations:
+        name = ablation.name
+        row = {"config": name, "group": ablation.group, "description": ablation.description,
+               "reference": name == plan.grid.reference, "n_failed": failed.get(name, 0)}
+        if name in stats:
+            s = stats[name]
+            row.update(status="ok", n=s.n, mean=s.mean, std=s.std, delta=s.delta, n_pairs=s.n_pairs, t=s.t,
+                       p=s.p, p_holm=s.p_holm, significant=s.significant, note="")
+        else:
+            nan = math.nan
+            status = "skipped" if name in skipped else "failed"
+            note = skipped.get(name, "every run failed; see failures.csv")
+            row.update(status=status, n=0, mean=nan, std=nan, delta=nan, n_pairs=0, t=nan, p=nan, p_holm=nan,
+                       significant=False, note=note)
+        rows.append(row)
+    return rows
+
+
+def _num(value: float, digits: int = 3, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def markdown_summary(rows: Sequence[dict], metric: str, reference: str) -> str:
+    """The paper-ready table: configuration, group, n, mean ± std, Δ vs reference, p, Holm p, marker."""
+    label = METRIC_LABELS.get(metric, metric)
+    lines = [f"| Configuration | Group | n | {label} (mean ± std) | Δ vs {reference} | p | p (Holm) | sig. |",
+             "|---|---|---:|---:|---:|---:|---:|:---:|"]
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        name = f"**{r['config']}**" if r["reference"] else r["config"]
+        score = f"{_num(r['mean'])} ± {_num(r['std'])}" if not math.isnan(r["std"]) else _num(r["mean"])
+        lines.append(f"| {name} | {r['group']} | {r['n']} | {score} | {_num(r['delta'], signed=True)} | "
+                     f"{_p(r['p'])} | {_p(r['p_holm'])} | {'*' if r['significant'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def _representative(results: Sequence[RunResult], config: str, metric: str) -> RunResult | None:
+    """The finished run of `config` with the median score (the lower median for even counts)."""
+    done = sorted((r for r in results if r.run.config == config and r.status != "failed"),
+                  key=lambda r: (_val(r.metrics, metric), r.run.seed))
+    return done[(len(done) - 1) // 2] if done else None
+
+
+def report_run(run_dir: str | Path, out: str | Path | None = None, label: str = "") -> dict[str, Path]:
+    """Per-run plots and failure analysis into `out` (default RUN/report): curves, confusion
+    matrix (violence) or valence/arousal density (va), failure_analysis.md."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except OSError:
+        raise RunFolderError(f"{metrics_path}: missing; is {run_dir} a finished fit run?") from None
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{metrics_path}: not JSON ({e})") from None
+    task = metrics.get("task")
+    if task not in PRIMARY:
+        raise RunFolderError(f"{metrics_path}: unknown task {task!r}")
+    out = Path(out) if out is not None else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    label = label or run_dir.name
+    metric = PRIMARY[task]
+    files = {"curves": curves_plot([(label, run_dir)], metric, out / "curves.png", f"{label}: training curves")}
+    vf = load_val_frames(run_dir)
+    score = f"{METRIC_LABELS[metric]} {_val(metrics, metric):.3f}"
+    if task == "va":
+        files["va_density"] = va_density_plot(vf, out / "va_density.png", f"{label}: predicted vs true ({score})")
+    else:
+        files["confusion"] = confusion_plot(vf, out / "confusion.png", f"{label}: confusion matrix ({score})")
+    analysis = out / "failure_analysis.md"
+    analysis.write_text(f"# Failure analysis: {label}\n\n{failure_analysis(run_dir, task)}")
+    files["failure_analysis"] = analysis
+    return files
+
+
+def write_report(plan: GridPlan, results: Sequence[RunResult], out: str | Path) -> dict[str, Path]:
+    """Write every report file of an ablation grid into `out`; return them by name."""
+    out = Path(out)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    metric, reference = PRIMARY[plan.task], plan.grid.reference
+    runs = run_rows(plan, results, out)
+    files = {"runs": _write_csv(out / "runs.csv", runs, list(runs[0]) if runs else ["config", "seed", "status"])}
+    summary = summary_rows(plan, results)
+    files["summary"] = _write_csv(out / "summary.csv", summary, list(summary[0]))
+    failures = [r for r in runs if r["status"] == "failed"]
+    files["failures"] = _write_csv(out / "failures.csv", failures, ["config", "seed", "run_dir", "error"])
+
+    ok = [r for r in summary if r["status"] == "ok"]
+    if ok:
+        files["bars"] = bar_chart(ok, metric, reference, plots / "bars.png")
+    full = _representative(results, reference, metric)
+    analysis = ""
+    if full is not None:
+        seeds = sorted((r for r in results if r.run.config == reference and r.status != "failed"),
+                       key=lambda r: r.run.seed)
+        files["curves"] = curves_plot([(f"seed {r.run.seed}", r.run_dir) for r in seeds], metric,
+                                      plots / "full_curves.png", f"{reference}: training curves per seed")
+        per_run = report_run(full.run_dir, plots / "full", label=f"{reference} seed {full.run.seed}")
+        files.update({f"full_{k}": v for k, v in per_run.items() if k != "curves"})
+        analysis = (f"Run `{full.run_dir.relative_to(out) if full.run_dir.is_relative_to(out) else full.run_dir}` "
+                    f"(seed {full.run.seed}, the median of the {reference} model's seeds).\n\n"
+                    + failure_analysis(full.run_dir, plan.task))
+        files["failure_analysis"] = out / "failure_analysis.md"
+        files["failure_analysis"].write_text(f"# Failure analysis of the {reference} model\n\n{analysis}")
+
+    files["markdown"] = out / "ablations.md"
+    files["markdown"].write_text(_markdown(plan, runs, summary, analysis, files, out))
+    return files
+
+
+def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: str, files: dict, out: Path) -> str:
+    metric, reference = PRIMARY[plan.task], plan.grid.reference
+    tested = sum(1 for r in summary if r["status"] == "ok" and not r["reference"] and not math.isnan(r["p"]))
+    cfg = plan.configs[reference]
+    parts = [
+        f"# Ablations: {plan.task} on `{plan.cache}`\n",
+        f"Frame-level validation {METRIC_LABELS[metric]} over seeds {', '.join(map(str, plan.seeds))} "
+        f"({len(plan.runs)} runs of {len(plan.grid.ablations)} configurations, {plan.grid.source}; "
+        f"up to {cfg.epochs} epochs each). Each configuration is compared with **{reference}** by a two-sided "
+        f"paired t-test over seeds; `*` marks differences significant at {ALPHA} after Holm correction over "
+        f"{tested} comparisons.\n",
+        markdown_summary(summary, metric, reference),
+    ]
+    skipped = [r for r in summary if r["status"] == "skipped"]
+    if skipped:
+        parts.append("Skipped (the cache does not hold their sampling):\n\n"
+                     + "\n".join(f"- {r['config']}: {r['note']}" for r in skipped) + "\n")
+    failed = [r for r in runs if r["status"] == "failed"]
+    if failed:
+        parts.append(f"Failed runs ({len(failed)}; details in failures.csv and each run's error.txt; "
+                     "re-running the command retries them):\n\n"
+                     + "\n".join(f"- {r['config']} seed {r['seed']}: {r['error']}" for r in failed) + "\n")
+    pictures = [("bars", "Mean ± std per configuration"), ("curves", f"Training curves of {reference}"),
+                ("full_va_density", f"Predicted vs true valence/arousal of {reference}"),
+                ("full_confusion", f"Confusion matrix of {reference}")]
+    shown = [f"![{title}]({files[key].relative_to(out)})" for key, title in pictures if key in files]
+    if shown:
+        parts.append("## Plots\n\n" + "\n\n".join(shown) + "\n")
+    if analysis:
+        parts.append(f"## Failure analysis of {reference}\n\n{analysis}")
+    return "\n".join(parts)

@@ -1,0 +1,245 @@
+"""Run an ablation grid: every (configuration, seed) is a normal `fit` run in OUT/runs/<config>-s<seed>/.
+
+Runs go to `jobs` worker processes (one torch thread each, so workers do not oversubscribe
+the cores). The grid resumes: a run whose metrics.json exists, made with the same
+configuration on the same cache, is not repeated. A run that fails is recorded with its error
+(and error.txt in its folder) and the rest of the grid goes on; the next invocation retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
+from fgvu.ablations.report import write_report
+from fgvu.cache_schema import read_spec
+from fgvu.fusion.config import FitConfig
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid."""
+
+    config: str
+    group: str
+    seed: int
+    fit: FitConfig
+
+    @property
+    def name(self) -> str:
+        return f"{self.config}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class SkippedConfig:
+    """A configuration the cache cannot serve (e.g. a sampling variant it was not extracted with)."""
+
+    config: str
+    group: str
+    reason: str
+
+
+@dataclass
+class RunResult:
+    """What happened to one run: "done" (ran now), "resumed" (finished before) or "failed"."""
+
+    run: RunSpec
+    status: str
+    run_dir: Path
+    metrics: dict | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class GridPlan:
+    """The runs of a grid on one cache, and the configurations skipped with their reasons."""
+
+    cache: Path
+    task: str
+    grid: Grid
+    seeds: list[int]
+    configs: dict[str, FitConfig]
+    runs: list[RunSpec] = field(default_factory=list)
+    skipped: list[SkippedConfig] = field(default_factory=list)
+
+
+def default_jobs() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base: FitConfig | None = None,
+              epochs: int | None = None) -> GridPlan:
+    """Expand a grid into runs on `cache`: seeds 0..seeds-1 per configuration.
+
+    `base` is the starting FitConfig (fgvu.toml's defaults); `epochs` overrides every run's epochs.
+    Configurations whose sampling the cache does not hold are skipped with a reason.
+    """
+    import dataclasses
+
+    cache = Path(cache)
+    spec = read_spec(cache)
+    grid = grid or default_grid()
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    configs = grid.build(base)
+    if epochs is not None:
+        configs = {name: dataclasses.replace(cfg, epochs=epochs) for name, cfg in configs.items()}
+    # fit builds the autoencoding decoder exactly when recon_weight > 0 and records that in
+    # config.json; planning the same keeps the resume check (same configuration) exact
+    configs = {name: dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, recon=cfg.recon_weight > 0))
+               for name, cfg in configs.items()}
+    plan = GridPlan(cache, spec.task, grid, list(range(seeds)), configs)
+    for ablation in grid.ablations:
+        cfg = configs[ablation.name]
+        reason = unavailable_reason(cfg, spec)
+        if reason:
+            plan.skipped.append(SkippedConfig(ablation.name, ablation.group, reason))
+            continue
+        for seed in plan.seeds:
+            plan.runs.append(RunSpec(ablation.name, ablation.group, seed, dataclasses.replace(cfg, seed=seed)))
+    return plan
+
+
+def _finished(run_dir: Path, cfg: FitConfig, cache: Path) -> dict | None:
+    """The metrics of a finished run made with `cfg` on `cache`, else None."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same_cache = Path(str(config.get("cache", ""))).resolve() == cache.resolve()
+    return metrics if same_cache and config.get("fit") == cfg.to_dict() else None
+
+
+def _init_worker() -> None:
+    """One torch thread per worker process: `jobs` workers share the cores without oversubscription."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
+    """Run one fit; never raises, so one bad configuration cannot stop the grid."""
+    start = time.perf_counter()
+    try:
+        from fgvu.fusion.train import fit
+
+        metrics = fit(cache, cfg, run_dir, progress=False)
+        return {"metrics": metrics, "seconds": time.perf_counter() - start}
+    except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, not raised
+        message = f"{type(e).__name__}: {e}".strip()
+        try:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            (Path(run_dir) / "error.txt").write_text(traceback.format_exc())
+        except OSError:
+            pass
+        return {"error": message, "seconds": time.perf_counter() - start}
+
+
+def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress: bool = True,
+             log=print) -> list[RunResult]:
+    """Run every run of `plan` under OUT/runs/, `jobs` at a time; return one result per run, in plan order.
+
+    With jobs=1 the runs execute in this process (torch keeps its threads); with more, in
+    fresh worker processes with one thread each. A worker that dies takes only the runs it
+    held with it; the rest continue in a new pool.
+    """
+    from tqdm import tqdm
+
+    runs_root = Path(out) / "runs"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    results: dict[str, RunResult] = {}
+    todo: list[RunSpec] = []
+    for run in plan.runs:
+        run_dir = runs_root / run.name
+        metrics = _finished(run_dir, run.fit, plan.cache)
+        if metrics is not None:
+            results[run.name] = RunResult(run, "resumed", run_dir, metrics)
+            continue
+        if run_dir.exists():  # a failed, interrupted or differently configured run: start it afresh
+            if (run_dir / "metrics.json").exists():
+                log(f"re-running {run.name}: its folder holds a run with another configuration or cache")
+            shutil.rmtree(run_dir)
+        todo.append(run)
+    if results:
+        log(f"resuming: {len(results)} of {len(plan.runs)} runs already finished")
+
+    jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
+    bar = tqdm(total=len(todo), desc="ablation runs", unit="run", disable=not progress)
+
+    def record(run: RunSpec, outcome: dict) -> None:
+        run_dir = runs_root / run.name
+        if "error" in outcome:
+            results[run.name] = RunResult(run, "failed", run_dir, error=outcome["error"], seconds=outcome["seconds"])
+            log(f"run {run.name} failed: {outcome['error']}")
+        else:
+            results[run.name] = RunResult(run, "done", run_dir, outcome["metrics"], seconds=outcome["seconds"])
+        bar.update(1)
+
+    if jobs == 1:
+        for run in todo:
+            record(run, _execute(str(plan.cache), run.fit, str(runs_root / run.name)))
+    else:
+        _run_in_pool(todo, plan.cache, runs_root, jobs, record)
+    bar.close()
+    return [results[run.name] for run in plan.runs]
+
+
+def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, record) -> None:
+    """At most `jobs` runs in flight, so a dying worker takes only those with it; then a fresh pool goes on."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: workers start clean (no forked torch/OpenMP state); one thread each via the env and the initializer
+    context = multiprocessing.get_context("spawn")
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    queue = list(reversed(todo))  # pop() from the end keeps plan order
+    try:
+        while queue:
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+                in_flight: dict = {}
+                broken = False
+                while (queue or in_flight) and not broken:
+                    while queue and len(in_flight) < jobs:
+                        run = queue.pop()
+                        in_flight[pool.submit(_execute, str(cache), run.fit, str(runs_root / run.name))] = run
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        run = in_flight.pop(future)
+                        try:
+                            record(run, future.result())
+                        except BrokenProcessPool:
+                            broken = True
+                            record(run, {"error": "its worker process died (out of memory or crashed)", "seconds": 0.0})
+                if broken:  # every run still in flight shared the dead pool
+                    for run in in_flight.values():
+                        record(run, {"error": "a worker process died while this run was in flight", "seconds": 0.0})
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
+def run_ablations(cache: str | Path, out: str | Path, grid: Grid | None = None, seeds: int = 5,
+                  jobs: int | None = None, base: FitConfig | None = None, epochs: int | None = None,
+                  progress: bool = True, log=print) -> tuple[GridPlan, list[RunResult], dict[str, Path]]:
+    """Plan, run (resuming) and report a grid on `cache` into `out`; return the plan, results and report files."""
+    plan = plan_grid(cache, grid, seeds, base, epochs)
+    for skipped in plan.skipped:
+        log(f"skipping {skipped.config}: {skipped.reason}")
+    results = run_grid(plan, out, jobs, progress, log)
+    return plan, results, write_report(plan, results, out)

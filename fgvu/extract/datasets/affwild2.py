@@ -1,0 +1,188 @@
+"""Aff-Wild2 (ABAW valence-arousal challenge).
+
+Layout (folders may sit one or two levels deeper, e.g. under `annotations/`)::
+
+    ROOT/
+      batch1/<video>.mp4, batch2/<video>.avi, ...   videos, anywhere under ROOT
+      VA_Estimation_Challenge/
+        Train_Set/<name>.txt          "valence,arousal" then line k = frame k (1-based); -5 invalid
+        Validation_Set/<name>.txt
+        Test_Set/*.txt                optional: names of test videos, one per line (no labels)
+      cropped_aligned/<name>/00001.jpg ...   optional, used with frames="cropped_aligned"
+
+`<video>_left.txt` and `<video>_right.txt` annotate two people in `<video>`: two items that
+share one source, so the video is decoded once for both. Videos that no annotation or test
+list names are not items. Annotations whose video (or frame folder) is absent are skipped
+with one warning listing them (`skipped` keeps them).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .base import (
+    VIDEO_SUFFIXES,
+    DatasetAdapter,
+    DatasetError,
+    Targets,
+    VideoItem,
+    find_videos,
+    parse_va_rows,
+    read_rows,
+    read_text_lines,
+    reconcile,
+    register_adapter,
+)
+
+ANNOTATION_DIR = "VA_Estimation_Challenge"
+FRAMES_DIR = "cropped_aligned"
+PERSON_SUFFIXES = ("_left", "_right")
+# Folders never searched for videos: they hold millions of face crops or only text.
+SKIP_DIRS = (FRAMES_DIR, "cropped", ANNOTATION_DIR)
+
+
+def find_dir(root: Path, name: str, depth: int = 3) -> Path | None:
+    """The first folder called `name` at most `depth` levels under `root` (breadth first)."""
+    level = [root]
+    for _ in range(depth):
+        nxt = []
+        for folder in level:
+            if (folder / name).is_dir():
+                return folder / name
+            try:
+                nxt.extend(sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIP_DIRS))
+            except OSError:
+                continue
+        level = nxt
+    return None
+
+
+def split_of(folder_name: str) -> str | None:
+    """'Train_Set' -> 'train', 'Validation_Set' -> 'val', 'Test_Set' -> 'test'."""
+    low = folder_name.lower()
+    for prefix, split in (("train", "train"), ("val", "val"), ("test", "test")):
+        if low.startswith(prefix):
+            return split
+    return None
+
+
+@register_adapter
+class AffWild2Adapter(DatasetAdapter):
+    """Aff-Wild2 valence-arousal: per-frame targets (valence, arousal) in [-1, 1]."""
+
+    name = "aff-wild2"
+    task = "va"
+    layout_help = """\
+  data/aff-wild2/
+    batch1/<video>.mp4 ...                          (videos anywhere under the root, .mp4/.avi)
+    VA_Estimation_Challenge/Train_Set/<name>.txt    (header "valence,arousal", one line per frame, -5 invalid)
+    VA_Estimation_Challenge/Validation_Set/<name>.txt
+    VA_Estimation_Challenge/Test_Set/<list>.txt     (optional: test video names, one per line)
+    cropped_aligned/<name>/00001.jpg ...            (optional, for --frames cropped_aligned)
+  <video>_left / <video>_right annotations share the video <video>."""
+
+    def __init__(self, root, frames: str = "video", test_list: str | os.PathLike | None = None):
+        super().__init__(root)
+        if frames not in ("video", FRAMES_DIR):
+            raise DatasetError(f"aff-wild2: frames must be 'video' or '{FRAMES_DIR}', got {frames!r}")
+        self.frames = frames
+        self.test_list = Path(test_list) if test_list else None
+        self.skipped: list[tuple[str, str]] = []  # (name, reason) of annotations without a source
+
+    def items(self) -> list[VideoItem]:
+        self.check_root()
+        named = self._annotated_names()
+        if not named:
+            raise DatasetError(f"aff-wild2: no annotations or test lists under {self.root}. Expected layout:\n"
+                               f"{self.layout_help}")
+        sources = self._sources()
+        items, self.skipped = [], []
+        for name, (split, annotation) in sorted(named.items()):
+            source = sources(name)
+            if source is None:
+                self.skipped.append((name, "no video" if self.frames == "video" else f"no {FRAMES_DIR}/{name}/"))
+                continue
+            items.append(VideoItem(name=name, source=source, split=split, annotation=annotation))
+        if self.skipped:
+            shown = ", ".join(f"{n} ({why})" for n, why in self.skipped[:5])
+            warnings.warn(f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
+                          f"{shown}{', ...' if len(self.skipped) > 5 else ''}", stacklevel=2)
+        return items
+
+    def _annotated_names(self) -> dict[str, tuple[str, Path | None]]:
+        """name -> (split, annotation file or None for test names)."""
+        named: dict[str, tuple[str, Path | None]] = {}
+
+        def add(name: str, split: str, annotation: Path | None) -> None:
+            if name in named and named[name] != (split, annotation):
+                raise DatasetError(f"aff-wild2: {name!r} is listed twice ({named[name][1] or named[name][0]} "
+                                   f"and {annotation or split}); each video belongs to one split")
+            named[name] = (split, annotation)
+
+        ann_dir = find_dir(self.root, ANNOTATION_DIR)
+        if ann_dir is not None:
+            for folder in sorted(p for p in ann_dir.iterdir() if p.is_dir()):
+                split = split_of(folder.name)
+                if split is None:
+                    continue
+                for txt in sorted(folder.glob("*.txt")):
+                    if split == "test":
+                        for name in self._test_names(txt):
+                            add(name, "test", None)
+                    else:
+                        add(txt.stem, split, txt)
+        if self.test_list is not None:
+            if not self.test_list.is_file():
+                raise DatasetError(f"aff-wild2: test list not found: {self.test_list}")
+            for name in self._test_names(self.test_list):
+                add(name, "test", None)
+        return named
+
+    @staticmethod
+    def _test_names(path: Path) -> list[str]:
+        """Names listed one per line (a video suffix is dropped); a file with a valence,arousal
+        header is an annotation file and names only itself."""
+        lines = [line.split(",")[0].strip() for line in read_text_lines(path) if line.strip()]
+        if lines and lines[0].lower().startswith("valence"):
+            return [path.stem]
+        return [Path(n).stem if n.lower().endswith(VIDEO_SUFFIXES) else n for n in lines]
+
+    def _sources(self):
+        """A function name -> source path (or None)."""
+        if self.frames == FRAMES_DIR:
+            frames_dir = find_dir(self.root, FRAMES_DIR)
+            if frames_dir is None:
+                raise DatasetError(f"aff-wild2: --frames {FRAMES_DIR} but no {FRAMES_DIR}/ folder under {self.root}")
+            return lambda name: frames_dir / name if (frames_dir / name).is_dir() else None
+        videos: dict[str, Path] = {}
+        for path in find_videos(self.root, skip_dirs=SKIP_DIRS):
+            if path.stem in videos:
+                raise DatasetError(f"aff-wild2: two videos named {path.stem!r}: {videos[path.stem]} and {path}")
+            videos[path.stem] = path
+
+        def video_for(name: str) -> Path | None:
+            if name in videos:
+                return videos[name]
+            for suffix in PERSON_SUFFIXES:
+                if name.endswith(suffix):
+                    return videos.get(name[: -len(suffix)])
+            return None
+
+        return video_for
+
+    def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
+        """(valence, arousal) per frame: line k+1 of the annotation is frame k (0-based)."""
+        if item.annotation is None:
+            return Targets(np.zeros((n_frames, 2), np.float32), np.zeros((n_frames, 2), bool), [])
+        header, rows, first_line = read_rows(item.annotation)
+        warns: list[str] = []
+        if header is None:
+            warns.append(f"{item.annotation}: no 'valence,arousal' header; the first line is read as frame 1")
+        elif header[:2] != ["valence", "arousal"]:
+            warns.append(f"{item.annotation}: header {','.join(header)!r} read as valence,arousal")
+        values, mask = parse_va_rows(rows, first_line, item.annotation, warns)
+        return reconcile(values, mask, n_frames, item.annotation, warns)

@@ -1,0 +1,153 @@
+"""Encoders by name, the encoder sets, and the per-dataset caption prompts.
+
+Names:
+- video: `videoprism-base`, `videoprism-large` (official weights: `videoprism-base:/path/file.npz`
+  or `videoprism-base=/path/file.npz`, else the Hugging Face cache or hub), `videoprism-tiny`;
+- image/text: `clip:<open_clip model>[:<pretrained tag or local file>]` (`clip:ViT-L-14` means
+  `clip:ViT-L-14:openai`), `clip-tiny`;
+- captioner: `captioner:<local transformers model dir>`, `captioner:minigpt4:<converted dir>`,
+  `captioner-tiny`.
+
+Heavy modules (JAX, open_clip, transformers) are imported only when an encoder is built.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fgvu.extract.encoders.base import Captioner, EncoderError, ImageTextEncoder, VideoEncoder
+from fgvu.extract.encoders.cache_dir import hub_offline
+
+ENCODER_SETS: dict[str, dict[str, str]] = {
+    "tiny": {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny"},
+    "paper": {
+        "video": "videoprism-base",
+        "image": "clip:ViT-L-14:openai",
+        "captioner": "captioner:minigpt4:models/minigpt4",
+    },
+}
+
+DEFAULT_PROMPTS: dict[str, str] = {
+    "aff-wild2": (
+        "Describe the facial expression of this person: how pleasant or unpleasant they look (valence) "
+        "and how calm or excited they look (arousal)."
+    ),
+    "dvd": "Describe what the people in this scene are doing, and say whether anyone is being violent.",
+    "folder": "Describe what is happening in this image.",
+    "synthetic": "Describe the shapes in this image, their colours, and whether any of them are colliding.",
+}
+
+VIDEO_ENCODERS = {
+    "videoprism-base": "videoprism-base[:/path/to/flax_base_f16r288_repeated.npz]",
+    "videoprism-large": "videoprism-large[:/path/to/flax_large_f8r288_repeated.npz]",
+    "videoprism-tiny": "videoprism-tiny",
+}
+IMAGE_TEXT_ENCODERS = (
+    "clip:<open_clip model>[:<pretrained tag or local file>] (default clip:ViT-L-14:openai)",
+    "clip-tiny",
+)
+CAPTIONERS = ("captioner:<local transformers model dir>", "captioner:minigpt4:<converted dir>", "captioner-tiny")
+
+
+def _unknown(kind: str, name: str, known) -> EncoderError:
+    return EncoderError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+
+
+def videoprism_checkpoint(variant: str) -> str:
+    """The local path of an official VideoPrism checkpoint: the Hugging Face cache, else a download.
+
+    Offline (HF_HUB_OFFLINE) with nothing cached, fails at once with instructions, never after retries.
+    """
+    from huggingface_hub import hf_hub_download
+
+    from fgvu.extract.encoders.videoprism import VIDEOPRISM_CHECKPOINTS
+
+    repo, filename = VIDEOPRISM_CHECKPOINTS[variant]
+    how_to = (
+        f"give a local file as '{variant}:/path/to/{filename}', or fetch it on a machine with internet "
+        f"(`huggingface-cli download {repo} {filename}`) and copy it here"
+    )
+    try:
+        return hf_hub_download(repo, filename, local_files_only=True)
+    except Exception:  # not cached: fall through to the download (or the offline error)
+        pass
+    if hub_offline():
+        raise EncoderError(f"{variant}: weights {repo}/{filename} are not cached and HF_HUB_OFFLINE is set; {how_to}")
+    try:
+        return hf_hub_download(repo, filename)
+    except Exception as exc:
+        raise EncoderError(f"{variant}: could not download {repo}/{filename} ({exc}); {how_to}") from exc
+
+
+def build_video_encoder(name: str, device: str = "auto", *, dtype: str = "auto", batch_size: int = 8) -> VideoEncoder:
+    """A video encoder by name (see the module docstring); `dtype` "auto" is fp32 on CPU, bf16 on GPU."""
+    match = re.fullmatch(r"([\w.-]+?)(?:[:=](.*))?", name, flags=re.DOTALL)
+    variant, path = (match.group(1), match.group(2) or "") if match else (name, "")
+    if variant not in VIDEO_ENCODERS:
+        raise _unknown("video encoder", name, VIDEO_ENCODERS.values())
+    from fgvu.extract.encoders.videoprism import VideoPrismEncoder
+
+    if variant == "videoprism-tiny":
+        if path:
+            raise EncoderError(f"{name!r}: videoprism-tiny has random weights and takes no checkpoint file")
+        return VideoPrismEncoder.random(variant, device=device, dtype=dtype, batch_size=batch_size)
+    return VideoPrismEncoder.from_npz(
+        path or videoprism_checkpoint(variant), variant, device=device, dtype=dtype, batch_size=batch_size
+    )
+
+
+def build_image_text_encoder(
+    name: str, device: str = "auto", *, dtype: str = "auto", normalize: bool = True, batch_size: int = 64
+) -> ImageTextEncoder:
+    """A CLIP-style image and text encoder by name (see the module docstring)."""
+    from_name = name == "clip-tiny" or name.startswith("clip:")
+    if not from_name:
+        raise _unknown("image/text encoder", name, IMAGE_TEXT_ENCODERS)
+    from fgvu.extract.encoders.clip import TINY_MODEL_NAME, OpenClipEncoder
+
+    options = dict(device=device, dtype=dtype, normalize=normalize, batch_size=batch_size)
+    if name == "clip-tiny":
+        return OpenClipEncoder(TINY_MODEL_NAME, None, variant="clip-tiny", **options)
+    model_name, _, pretrained = name[len("clip:") :].partition(":")
+    if not model_name:
+        raise _unknown("image/text encoder", name, IMAGE_TEXT_ENCODERS)
+    return OpenClipEncoder(model_name, pretrained or "openai", **options)
+
+
+def build_captioner(
+    name: str,
+    device: str = "auto",
+    max_new_tokens: int = 30,
+    num_beams: int = 1,
+    temperature: float | None = None,
+    batch_size: int = 16,
+) -> Captioner:
+    """A captioner by name (see the module docstring)."""
+    options = dict(
+        device=device,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        temperature=temperature,
+        batch_size=batch_size,
+    )
+    if name == "captioner-tiny":
+        from fgvu.extract.encoders.captioner import TINY_SEED, TransformersCaptioner, tiny_captioner_dir
+
+        return TransformersCaptioner(
+            tiny_captioner_dir(), variant="captioner-tiny", checkpoint=f"random-init:{TINY_SEED}", **options
+        )
+    if name.startswith("captioner:minigpt4:"):
+        try:
+            from fgvu.extract.encoders.minigpt4 import MiniGPT4Captioner
+        except ModuleNotFoundError as exc:
+            if exc.name != "fgvu.extract.encoders.minigpt4":
+                raise
+            raise EncoderError(
+                f"{name!r}: MiniGPT-4 support (fgvu.extract.encoders.minigpt4) is not available"
+            ) from exc
+        return MiniGPT4Captioner(name[len("captioner:minigpt4:") :], **options)
+    if name.startswith("captioner:") and len(name) > len("captioner:"):
+        from fgvu.extract.encoders.captioner import TransformersCaptioner
+
+        return TransformersCaptioner(name[len("captioner:") :], **options)
+    raise _unknown("captioner", name, CAPTIONERS)

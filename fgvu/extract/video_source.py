@@ -1,0 +1,311 @@
+"""Frame sources: read the frames a sampling plan needs from a video file or a frame folder.
+
+Two sources share one interface (`FrameSource`):
+
+- `PyAVSource` reads a video file. Opening it counts the frames exactly by demuxing the
+  packets (no decoding). `frames()` then makes one sequential, threaded decoding pass: every
+  frame up to the last wanted one is decoded once, and only the wanted frames are converted
+  to RGB, with libswscale resizing them during the conversion. Frame numbers are decode-order
+  indices (0-based), so a variable-frame-rate video is read frame by frame, and `fps` is the
+  stream's average rate.
+- `FrameFolderSource` reads a folder of numbered images such as Aff-Wild2's
+  `cropped_aligned/<name>/00001.jpg ...`. Names are 1-based (00001 is frame 0) unless a
+  00000 file exists. A number missing from the sequence (Aff-Wild2 drops frames where no
+  face was found) repeats the previous image (the next one if the gap is at the start) and
+  the source warns once with the count; the gaps are listed in `missing`.
+
+Bad files raise `VideoDecodeError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from fgvu.errors import FgvuError
+
+# Frame rate assumed when a file or folder does not say (Aff-Wild2 videos are mostly 30 fps).
+DEFAULT_FPS = 30.0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class VideoDecodeError(FgvuError):
+    """A video that cannot be read: empty, not a video, no video stream, corrupt or truncated."""
+
+
+@dataclass
+class VideoInfo:
+    """What a source knows after opening: `n_frames` is exact."""
+
+    path: Path
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+class FrameSource(ABC):
+    """A video's frames, read in one forward pass."""
+
+    info: VideoInfo
+
+    @abstractmethod
+    def frames(self, wanted: np.ndarray, size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield `(frame_number, HxWx3 uint8 RGB)` for each of `wanted`, in order.
+
+        `wanted` holds sorted, unique frame numbers in [0, n_frames). `size=(H, W)` resizes
+        (bilinear, aspect ratio not kept). Raises VideoDecodeError when the video ends or breaks
+        before the last wanted frame.
+        """
+
+
+def open_video(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
+    """A source for `path`: a video file (PyAV) or a folder of numbered images.
+
+    `fps` is only used for frame folders, which carry no frame rate (default 30).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return FrameFolderSource(path, fps=fps or DEFAULT_FPS)
+    return PyAVSource(path)
+
+
+def check_wanted(wanted, n_frames: int, where: Path) -> np.ndarray:
+    """`wanted` as a sorted, unique int64 array inside [0, n_frames); ValueError otherwise."""
+    wanted = np.asarray(wanted, dtype=np.int64).reshape(-1)
+    if wanted.size and (np.any(np.diff(wanted) <= 0) or wanted[0] < 0 or wanted[-1] >= n_frames):
+        raise ValueError(
+            f"{where}: wanted frames must be sorted, unique and in [0, {n_frames}), "
+            f"got {wanted[:5].tolist()}... ending at {int(wanted[-1])}"
+        )
+    return wanted
+
+
+# ---- video files (PyAV) ---------------------------------------------------------------
+
+
+class PyAVSource(FrameSource):
+    """A video file decoded with PyAV (FFmpeg)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.info = self._probe()
+
+    def _open(self):
+        """The open container and its first video stream, or VideoDecodeError."""
+        import av
+
+        try:
+            container = av.open(str(self.path))
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(f"{self.path}: {_unopenable_reason(self.path)} ({_ffmpeg_reason(e)})") from None
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            container.close()
+            if not kinds:
+                raise VideoDecodeError(f"{self.path}: no streams found (corrupt header or not a video)")
+            raise VideoDecodeError(f"{self.path}: no video stream (only {', '.join(kinds)}; audio-only file?)")
+        return container, container.streams.video[0]
+
+    def _probe(self) -> VideoInfo:
+        import av
+
+        if not self.path.exists():
+            raise VideoDecodeError(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise VideoDecodeError(f"{self.path}: not a file")
+        if self.path.stat().st_size == 0:
+            raise VideoDecodeError(f"{self.path}: empty file (0 bytes)")
+        container, stream = self._open()
+        try:
+            n_frames = n_packets = 0
+            try:
+                for packet in container.demux(stream):
+                    if not packet.size and packet.dts is None and packet.pts is None:
+                        continue  # the empty flush packet at the end (Matroska leaves dts unset on real ones)
+                    n_packets += 1
+                    # Empty packets (AVI "drop" frames) and discarded ones (edit lists) give no frame.
+                    if packet.size and not packet.is_discard:
+                        n_frames += 1
+            except av.error.FFmpegError as e:
+                raise VideoDecodeError(
+                    f"{self.path}: corrupt data while demuxing after {n_frames} frames ({_ffmpeg_reason(e)})"
+                ) from None
+            indexed = stream.frames  # the container index's count (0 when the format has none)
+            if indexed and n_packets < indexed:
+                raise VideoDecodeError(
+                    f"{self.path}: truncated: the index lists {indexed} frames but only {n_packets} can be read"
+                )
+            if n_frames == 0:
+                raise VideoDecodeError(f"{self.path}: the video stream has no frames")
+            ctx = stream.codec_context
+            if not ctx.width or not ctx.height:
+                raise VideoDecodeError(f"{self.path}: the video stream has no frame size (corrupt header)")
+            return VideoInfo(self.path, n_frames, _average_fps(stream, n_frames), ctx.width, ctx.height)
+        finally:
+            container.close()
+
+    def frames(self, wanted, size=None):
+        import av
+        from av.video.reformatter import VideoReformatter
+
+        wanted = check_wanted(wanted, self.info.n_frames, self.path)
+        if not wanted.size:
+            return
+        height, width = size if size is not None else (self.info.height, self.info.width)
+        # One reformatter for the pass: it keeps its libswscale context, which costs more to
+        # build than a conversion (frame.to_ndarray would build a new one per frame).
+        reformatter = VideoReformatter()
+        container, stream = self._open()
+        stream.thread_type = "AUTO"  # frame + slice threads; FFmpeg decodes outside the GIL
+        index, k = 0, 0
+        try:
+            try:
+                for frame in container.decode(stream):
+                    if index == wanted[k]:
+                        rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                                   interpolation="BILINEAR")
+                        yield index, rgb.to_ndarray()
+                        k += 1
+                        if k == len(wanted):
+                            return
+                    index += 1
+            except av.error.FFmpegError as e:
+                raise VideoDecodeError(f"{self.path}: corrupt data at frame {index} ({_ffmpeg_reason(e)})") from None
+            raise VideoDecodeError(
+                f"{self.path}: truncated: decoding ended after {index} of {self.info.n_frames} frames, "
+                f"frame {int(wanted[k])} was wanted"
+            )
+        finally:
+            container.close()
+
+
+def _unopenable_reason(path: Path) -> str:
+    """A guess at why FFmpeg cannot open `path`, from its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"unreadable file ({e.strerror})"
+    if head[4:8] == b"ftyp":
+        return "truncated or corrupt MP4/MOV: its index (moov atom) is missing or unreadable"
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    if printable == len(head):
+        return "not a video: a text file"
+    return "not a video, or a corrupt container"
+
+
+def _ffmpeg_reason(error) -> str:
+    """FFmpeg's message without the file name PyAV appends."""
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _average_fps(stream, n_frames: int) -> float:
+    """The stream's average frame rate; else frames over duration; else the codec's guess."""
+    if stream.average_rate:
+        return float(stream.average_rate)
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+        if seconds > 0:
+            return n_frames / seconds
+    if stream.guessed_rate:
+        return float(stream.guessed_rate)
+    return DEFAULT_FPS
+
+
+# ---- frame folders ----------------------------------------------------------------------
+
+
+class FrameFolderSource(FrameSource):
+    """A folder of numbered images (`00001.jpg`, ...), decoded with PIL in parallel threads."""
+
+    def __init__(self, path: Path, fps: float = DEFAULT_FPS, workers: int | None = None):
+        self.path = Path(path)
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        numbered = {}
+        for entry in os.scandir(self.path):
+            stem, suffix = os.path.splitext(entry.name)
+            if suffix.lower() in IMAGE_SUFFIXES and stem.isdigit():
+                numbered[int(stem)] = Path(entry.path)
+        if not numbered:
+            raise VideoDecodeError(f"{self.path}: no numbered images (00001.jpg, ...) in this folder")
+        first = 0 if 0 in numbered else 1
+        n_frames = max(numbered) - first + 1
+        files = [numbered.get(first + f) for f in range(n_frames)]
+        self.missing = [f for f, p in enumerate(files) if p is None]
+        if self.missing:
+            files = _fill_gaps(files)
+            warnings.warn(
+                f"{self.path}: {len(self.missing)} of {n_frames} frames missing from the numbering "
+                f"(first: frame {self.missing[0]}); each repeats the previous image",
+                stacklevel=2,
+            )
+        self.files: list[Path] = files
+        width, height = self._image_size(files[0])
+        self.info = VideoInfo(self.path, n_frames, float(fps), width, height)
+
+    @staticmethod
+    def _image_size(file: Path) -> tuple[int, int]:
+        from PIL import Image
+
+        try:
+            with Image.open(file) as img:
+                return img.size
+        except Exception as e:  # PIL raises many types for unreadable images
+            raise VideoDecodeError(f"{file}: unreadable image ({e})") from None
+
+    def _load(self, frame: int, size) -> np.ndarray:
+        from PIL import Image
+
+        file = self.files[frame]
+        try:
+            with Image.open(file) as img:
+                img = img.convert("RGB")
+                if size is not None and img.size != (size[1], size[0]):
+                    img = img.resize((size[1], size[0]), Image.BILINEAR)
+                return np.asarray(img, dtype=np.uint8)
+        except Exception as e:
+            raise VideoDecodeError(f"{file}: unreadable image for frame {frame} ({e})") from None
+
+    def frames(self, wanted, size=None):
+        wanted = check_wanted(wanted, self.info.n_frames, self.path)
+        if not wanted.size:
+            return
+        lookahead = 2 * self.workers  # bounded, so memory stays flat on long videos
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending: deque = deque()
+            todo = iter(wanted.tolist())
+            for frame in todo:
+                pending.append((frame, pool.submit(self._load, frame, size)))
+                if len(pending) >= lookahead:
+                    break
+            while pending:
+                frame, future = pending.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(self._load, nxt, size)))
+                try:
+                    image = future.result()
+                except VideoDecodeError:
+                    for _, f in pending:
+                        f.cancel()
+                    raise
+                yield frame, image
+
+
+def _fill_gaps(files: list[Path | None]) -> list[Path]:
+    """Each missing entry takes the previous file (the first present one for a leading gap)."""
+    first_present = next(p for p in files if p is not None)
+    out, last = [], first_present
+    for p in files:
+        last = p if p is not None else last
+        out.append(last)
+    return out

@@ -1,0 +1,245 @@
+"""Training the fusion head on a cache: `fit(cache, cfg, out)`.
+
+AdamW with linear warm-up then cosine decay (or one-cycle), gradient clipping, feature
+augmentation and mixup, an optional autoencoding term, and early stopping on the frame-level
+validation metric (ccc_mean for va, f1_macro for violence). The best epoch's model is kept.
+
+Run folder:
+    config.json       {"fit": FitConfig, "cache", "task", "dims", "splits", ...}
+    model.safetensors best weights + normalisation statistics (norm.<m>.mean / .std)
+    metrics.jsonl     one line per epoch: epoch, train_loss, val, lr, seconds
+    metrics.json      {"task", "best_epoch", "val": {...}, ...}
+    val_frames.npz    frame-level validation predictions of the best epoch
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from fgvu.cache_schema import TASKS, open_cache
+from fgvu.errors import FgvuError
+from fgvu.fusion.checkpoint import save_config, save_weights, write_json
+from fgvu.fusion.config import FitConfig
+from fgvu.fusion.data import FeatureData, train_val_videos
+from fgvu.fusion.evaluate import evaluate_windows
+
+PRIMARY_METRIC = {"va": "ccc_mean", "violence": "f1_macro"}
+RUN_FILES = ("metrics.jsonl", "metrics.json", "val_frames.npz", "eval.json", "model.safetensors")
+N_OUTPUTS = 2  # valence + arousal, or two class logits
+
+
+class FitError(FgvuError):
+    """A training configuration that cannot work with this cache."""
+
+
+def _loss_kind(cfg: FitConfig, task: str) -> str:
+    kind = cfg.loss or ("ccc" if task == "va" else "ce")
+    allowed = ("ccc", "ccc+mse") if task == "va" else ("ce", "focal")
+    if kind not in allowed:
+        raise FitError(f"loss {kind!r} does not fit the {task} task; use one of {list(allowed)}")
+    return kind
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: str):
+    """Seed torch inside, restoring the global random state after.
+
+    CPU kernels are deterministic for a fixed thread count; on accelerators, deterministic
+    algorithms are requested too (warn-only, as some kernels have no deterministic variant).
+    """
+    import torch
+
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    accelerated = torch.device(device).type != "cpu"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if accelerated:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            if accelerated:
+                torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _lr_schedule(optimizer, cfg: FitConfig, steps_per_epoch: int):
+    """Per-step scheduler: linear warm-up then cosine to zero, or one-cycle."""
+    import torch
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, max(0, round(cfg.warmup_epochs * steps_per_epoch)))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=max(warmup, 1) / total, anneal_strategy="cos"
+        )
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _class_weights(targets, mask, task: str, enabled: bool):
+    """Inverse-frequency weights of the classes over the valid training steps (violence)."""
+    import torch
+
+    if task != "violence" or not enabled:
+        return None
+    labels = targets[..., 0][mask[..., 0]].long()
+    counts = torch.bincount(labels, minlength=N_OUTPUTS).float()
+    return counts.sum() / (N_OUTPUTS * counts.clamp(min=1.0))
+
+
+class _Objective:
+    """The task loss on per-step outputs, with invalid steps masked."""
+
+    def __init__(self, task: str, cfg: FitConfig, class_weights):
+        self.task, self.kind, self.cfg, self.class_weights = task, _loss_kind(cfg, task), cfg, class_weights
+
+    def __call__(self, steps, targets, mask):
+        from fgvu.fusion import losses
+
+        if self.task == "va":
+            mse = self.cfg.mse_weight if self.kind == "ccc+mse" else 0.0
+            k = steps.shape[-1]
+            return losses.va_loss(steps.reshape(-1, k), targets.reshape(-1, k), mask.reshape(-1, k), mse_weight=mse)
+        return losses.classification_loss(
+            steps.reshape(-1, steps.shape[-1]), targets[..., 0].reshape(-1).long(), mask[..., 0].reshape(-1),
+            kind=self.kind, class_weights=self.class_weights, gamma=self.cfg.focal_gamma,
+        )
+
+
+def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
+
+    Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
+    """
+    import torch
+
+    from fgvu.fusion.model import FusionModel
+
+    unknown_aug = sorted(set(cfg.augment) - {"noise", "modality-dropout", "temporal-mask", "mixup"})
+    if unknown_aug:
+        raise FitError(f"unknown augmentations {unknown_aug}; known: noise, modality-dropout, temporal-mask, mixup")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise FitError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}")
+    started = time.time()
+    out = Path(out)
+    view = open_cache(cache)
+    task = view.spec.task
+    _loss_kind(cfg, task)
+    # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
+    model_cfg = replace(cfg.model, recon=cfg.recon_weight > 0)
+    data = FeatureData(view, cfg.model.modalities, image_frames=cfg.image_frames, captions=cfg.captions,
+                       video_frames=cfg.video_frames, device=cfg.device)
+    train_rows, val_rows = train_val_videos(view, cfg.val_split, cfg.val_fraction, cfg.seed)
+    train_windows = torch.from_numpy(data.windows_of(train_rows))
+    norm = data.fit_normalization(train_rows) if cfg.normalize else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    meta = {
+        "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "dataset": view.spec.dataset, "task": task,
+        "target_names": list(TASKS[task]), "dims": data.dims, "n_outputs": N_OUTPUTS,
+        "splits": {"train": view.videos.name[train_rows].tolist(), "val": view.videos.name[val_rows].tolist()},
+        "normalization": "model.safetensors: norm.<modality>.mean / norm.<modality>.std" if norm else None,
+    }
+    primary = PRIMARY_METRIC[task]
+    with _seeded(cfg.seed, cfg.device):
+        model = FusionModel(model_cfg, data.dims, N_OUTPUTS, task).to(data.device)
+        with torch.no_grad():
+            model.eval()
+            n_steps = model(data.inputs(train_windows[:1], norm)).steps.shape[1]
+        meta["n_steps"] = int(n_steps)
+        save_config(out, meta)
+        targets, mask = data.step_targets(n_steps)
+        objective = _Objective(task, cfg, _class_weights(targets[train_windows], mask[train_windows], task,
+                                                         cfg.class_weights))
+        steps_per_epoch = math.ceil(len(train_windows) / cfg.batch_size)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = _lr_schedule(optimizer, cfg, steps_per_epoch)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+        best, best_epoch, best_table, stale = -math.inf, 0, None, 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {''.join(cfg.model.modalities)} {cfg.model.fusion}",
+                   unit="epoch", disable=not progress)
+        with open(out / "metrics.jsonl", "w") as log:
+            for epoch in bar:
+                t0 = time.time()
+                train_loss = _train_epoch(model, data, norm, train_windows, targets, mask, objective, optimizer,
+                                          scheduler, cfg, shuffle, aug_gen)
+                val, table = evaluate_windows(model, data, val_rows, norm)
+                score = val[primary] if np.isfinite(val[primary]) else -math.inf
+                improved = score > best
+                if improved:
+                    best, best_epoch, best_table, best_val, stale = score, epoch, table, val, 0
+                    save_weights(out, model, norm)
+                else:
+                    stale += 1
+                log.write(json.dumps({"epoch": epoch, "train_loss": train_loss, "val": val,
+                                      "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)})
+                          + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{train_loss:.4f}", **{primary: f"{val[primary]:.4f}"}, best=f"{best:.4f}")
+                if stale >= cfg.patience:
+                    break
+    if best_table is None:
+        raise FitError(f"run {out}: the validation {primary} was never finite; nothing was learned")
+    best_table.save(out / "val_frames.npz")
+    result = {"task": task, "primary": primary, "best_epoch": best_epoch, "epochs_run": epoch, "val": best_val,
+              "n_train_videos": int(len(train_rows)), "n_val_videos": int(len(val_rows)),
+              "seconds": round(time.time() - started, 2)}
+    write_json(out / "metrics.json", result)
+    return result
+
+
+def _train_epoch(model, data: FeatureData, norm, train_windows, targets, mask, objective, optimizer, scheduler,
+                 cfg: FitConfig, shuffle, aug_gen) -> float:
+    """One pass over the training windows in a seeded random order; returns the mean loss."""
+    import torch
+
+    from fgvu.fusion import augment, losses
+
+    model.train()
+    order = train_windows[torch.randperm(len(train_windows), generator=shuffle)]
+    use_mixup = "mixup" in cfg.augment
+    feature_aug = [a for a in cfg.augment if a != "mixup"]
+    total, batches = 0.0, 0
+    for lo in range(0, len(order), cfg.batch_size):
+        idx = order[lo : lo + cfg.batch_size]
+        inputs = data.inputs(idx, norm)
+        y, m = targets[idx.to(targets.device)], mask[idx.to(mask.device)]
+        perm, lam = None, 1.0
+        if use_mixup:
+            inputs, perm, lam = augment.mixup(inputs, len(idx), cfg.mixup_alpha, aug_gen)
+        model_inputs = augment.augment_features(inputs, cfg, aug_gen) if feature_aug else inputs
+        out = model(model_inputs)
+        loss = objective(out.steps, y, m)
+        if perm is not None:
+            perm = perm.to(y.device)
+            loss = lam * loss + (1.0 - lam) * objective(out.steps, y[perm], m[perm])
+        if cfg.recon_weight > 0:
+            loss = loss + cfg.recon_weight * losses.recon_loss(out.recon, inputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach())
+        batches += 1
+    return total / max(batches, 1)

@@ -1,0 +1,299 @@
+"""Synthetic video datasets whose labels can be learnt from the pixels.
+
+`write_video_dataset` writes small real H.264 files (PyAV; MPEG-4 Part 2 if the PyAV build
+lacks libx264) in the exact folder layout of a benchmark, so the real adapters read them:
+
+- `aff-wild2`: a disc moves over a still background. Its hue encodes valence (red = +1,
+  blue = -1) and its speed encodes arousal (slow = -1, fast = +1); both drift smoothly over
+  time. One video holds two discs, one per half, annotated as `<video>_left` and
+  `<video>_right`. One video has a stretch where the disc is gone, annotated -5 (invalid),
+  like frames without a detectable face. Layout: `batch1/<name>.mp4` and
+  `VA_Estimation_Challenge/{Train_Set,Validation_Set}/<name>.txt`.
+- `dvd`: two discs drift slowly apart (label 0); in violent segments (label 1) they rush
+  at each other and collide several times a second. Layout:
+  `{Training,Validation,Testing}/{videos/<id>.mp4, annotations/<id>.csv}` with `Frame,Label`.
+
+Lengths vary around `frames`; with three or more videos one is shorter than a 64-frame
+window.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from fgvu.errors import FgvuError
+
+FPS = 30
+MARKER = ".fgvu-synth"  # marks a folder this module wrote, so a re-run may replace it
+SHORT_VIDEO_FRAMES = 48  # shorter than one 64-frame window
+LAYOUT_DIRS = {"aff-wild2": ("batch1", "VA_Estimation_Challenge"), "dvd": ("Training", "Validation", "Testing")}
+
+
+class SynthError(FgvuError):
+    """Bad arguments for a synthetic dataset, or an output folder that is not ours to fill."""
+
+
+def write_video_dataset(out, layout: str = "aff-wild2", videos: int = 8, frames: int = 200, seed: int = 0,
+                        size: tuple[int, int] = (96, 128)) -> Path:
+    """Write `videos` synthetic videos of about `frames` frames at `size=(H, W)`; return the root.
+
+    The same arguments give the same labels and pixels. An existing root written by an
+    earlier call is replaced; any other non-empty folder is refused.
+    """
+    if layout not in LAYOUT_DIRS:
+        raise SynthError(f"synthetic layout must be one of {sorted(LAYOUT_DIRS)}, got {layout!r}")
+    height, width = size
+    if videos < 1 or frames < 8:
+        raise SynthError(f"need at least 1 video of 8 frames, got videos={videos}, frames={frames}")
+    if height < 32 or width < 32 or height % 2 or width % 2:
+        raise SynthError(f"size must be even and at least 32x32 (H, W), got {size}")
+    root = _prepare_root(Path(out), layout)
+    rng = np.random.default_rng(seed)
+    lengths = _lengths(rng, videos, frames)
+    writer = _write_affwild2 if layout == "aff-wild2" else _write_dvd
+    writer(root, rng, lengths, (height, width))
+    return root
+
+
+def _prepare_root(root: Path, layout: str) -> Path:
+    """An empty root, or one we wrote before (its dataset folders are removed)."""
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise SynthError(f"{root} is not empty and was not written by `fgvu synth videos`; choose another folder")
+        for name in {d for dirs in LAYOUT_DIRS.values() for d in dirs}:
+            shutil.rmtree(root / name, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(f"synthetic {layout} dataset written by fgvu.synth.videos\n")
+    return root
+
+
+def _lengths(rng: np.random.Generator, videos: int, frames: int) -> list[int]:
+    lengths = rng.integers(int(frames * 0.75), int(frames * 1.25) + 1, size=videos).tolist()
+    if videos >= 3:
+        lengths[2] = min(SHORT_VIDEO_FRAMES, frames)
+    return lengths
+
+
+# ---- drawing ------------------------------------------------------------------------------
+
+
+def smooth_curve(rng: np.random.Generator, n: int, amplitude: float = 0.9) -> np.ndarray:
+    """A smooth random signal in [-amplitude, amplitude]: three sinusoids of 2-8 s periods."""
+    t = np.arange(n)[:, None]
+    periods = rng.uniform(60, 240, size=3)
+    phases = rng.uniform(0, 2 * np.pi, size=3)
+    weights = rng.uniform(0.5, 1.0, size=3)
+    x = (weights * np.sin(2 * np.pi * t / periods + phases)).sum(1) / weights.sum()
+    x = x - x.mean()
+    peak = np.abs(x).max()
+    return (amplitude * x / peak if peak > 0 else x).astype(np.float32)
+
+
+def valence_colour(valence: float) -> np.ndarray:
+    """RGB uint8 of a saturated hue: +1 red, 0 green, -1 blue."""
+    hue = (1.0 - valence) / 2.0 * (2.0 / 3.0)
+    return (np.array(colorsys.hsv_to_rgb(hue, 1.0, 1.0)) * 255).astype(np.uint8)
+
+
+def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A dim, still, slightly textured background (so the codec has something to code)."""
+    base = rng.uniform(30, 70)
+    ramp = np.linspace(0, rng.uniform(10, 30), width)[None, :, None]
+    texture = rng.normal(0, 4, size=(height, width, 1))
+    return np.clip(base + ramp + texture, 0, 255).repeat(3, axis=2).astype(np.uint8)
+
+
+class DiscCanvas:
+    """Draws filled discs onto copies of a background."""
+
+    def __init__(self, height: int, width: int):
+        self.yy, self.xx = np.mgrid[0:height, 0:width]
+
+    def draw(self, frame: np.ndarray, cx: float, cy: float, radius: float, colour: np.ndarray) -> None:
+        inside = (self.yy - cy) ** 2 + (self.xx - cx) ** 2 <= radius**2
+        frame[inside] = colour
+
+
+def bounce_path(rng: np.random.Generator, speeds: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """(n, 2) positions of a point moving at `speeds[t]` px/frame, bouncing inside box (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    pos = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
+    angle = rng.uniform(0, 2 * np.pi)
+    turn = rng.uniform(-0.05, 0.05)
+    out = np.empty((len(speeds), 2))
+    for t, speed in enumerate(speeds):
+        out[t] = pos
+        angle += turn
+        step = speed * np.array([np.cos(angle), np.sin(angle)])
+        pos = pos + step
+        for k, (lo, hi) in enumerate(((x0, x1), (y0, y1))):
+            if not lo <= pos[k] <= hi:
+                pos[k] = np.clip(pos[k], lo, hi)
+                angle = np.pi - angle if k == 0 else -angle
+    return out
+
+
+# ---- numbered frames (alignment checks) -------------------------------------------------------
+
+NUMBER_BASE = 16
+
+
+def numbered_frame(k: int, size: tuple[int, int] = (64, 96)) -> np.ndarray:
+    """A grey frame whose halves spell `k` (< 256) in base 16; survives lossy coding and resizing."""
+    if not 0 <= k < NUMBER_BASE**2:
+        raise SynthError(f"numbered frames go up to {NUMBER_BASE**2 - 1}, got {k}")
+    height, width = size
+    frame = np.empty((height, width, 3), np.uint8)
+    frame[:, : width // 2] = 16 + 14 * (k % NUMBER_BASE)
+    frame[:, width // 2:] = 16 + 14 * (k // NUMBER_BASE)
+    return frame
+
+
+def read_frame_number(frame: np.ndarray) -> int:
+    """The number `numbered_frame` drew, read from the middle of each half."""
+    h, w = frame.shape[:2]
+    left = frame[h // 4: 3 * h // 4, w // 8: 3 * w // 8].mean()
+    right = frame[h // 4: 3 * h // 4, 5 * w // 8: 7 * w // 8].mean()
+    return int(round((left - 16) / 14)) + NUMBER_BASE * int(round((right - 16) / 14))
+
+
+# ---- encoding -----------------------------------------------------------------------------
+
+
+def video_codec() -> str:
+    """'libx264' when the PyAV build has it (the PyPI wheels do), else 'mpeg4' (always built in)."""
+    import av
+
+    try:
+        av.codec.Codec("libx264", "w")
+        return "libx264"
+    except Exception:  # PyAV raises UnknownCodecError or ValueError depending on the version
+        return "mpeg4"
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
+    """Encode (n, H, W, 3) uint8 RGB frames into `path`, near-lossless (colours must survive)."""
+    import av
+
+    codec = video_codec()
+    options = {"preset": "veryfast", "crf": "18"} if codec == "libx264" else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps, 1), options=options)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        if codec == "mpeg4":
+            stream.bit_rate = 8_000_000  # far above what these small frames need
+        for array in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+
+
+# ---- aff-wild2 ------------------------------------------------------------------------------
+
+
+def _person_track(rng, n: int, box, radius: float, scale: float):
+    """(valence [n], arousal [n], positions [n,2]) of one disc: speed 0.5-6 px/frame by arousal."""
+    valence = smooth_curve(rng, n)
+    arousal = smooth_curve(rng, n)
+    speeds = scale * (0.5 + (arousal + 1.0) / 2.0 * 5.5)
+    inner = (box[0] + radius, box[1] + radius, box[2] - radius, box[3] - radius)
+    return valence, arousal, bounce_path(rng, speeds, inner)
+
+
+def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> None:
+    height, width = size
+    canvas = DiscCanvas(height, width)
+    scale = width / 128
+    radius = 0.2 * height
+    n_videos = len(lengths)
+    for i, n in enumerate(lengths):
+        name = f"synth-{i:03d}"
+        split = "Validation_Set" if n_videos >= 2 and i % 4 == 3 else "Train_Set"
+        pair = i == 1  # two people: left and right halves
+        boxes = {"_left": (0, 0, width / 2, height), "_right": (width / 2, 0, width, height)} if pair else \
+            {"": (0, 0, width, height)}
+        r = radius * (0.8 if pair else 1.0)
+        tracks = {suffix: _person_track(rng, n, box, r, scale) for suffix, box in boxes.items()}
+        absent = np.zeros(n, bool)
+        if i == 0 and n >= 60:  # a stretch with nobody visible: invalid frames
+            start = int(rng.integers(10, n - 40))
+            absent[start:start + 20] = True
+        bg = background(rng, height, width)
+        video = np.empty((n, height, width, 3), np.uint8)
+        for t in range(n):
+            video[t] = bg
+            if absent[t]:
+                continue
+            for valence, _, pos in tracks.values():
+                canvas.draw(video[t], pos[t, 0], pos[t, 1], r, valence_colour(float(valence[t])))
+        write_video(root / "batch1" / f"{name}.mp4", video)
+        for suffix, (valence, arousal, _) in tracks.items():
+            lines = ["valence,arousal"] + [
+                "-5,-5" if absent[t] else f"{valence[t]:.4f},{arousal[t]:.4f}" for t in range(n)]
+            ann = root / "VA_Estimation_Challenge" / split / f"{name}{suffix}.txt"
+            ann.parent.mkdir(parents=True, exist_ok=True)
+            ann.write_text("\n".join(lines) + "\n")
+
+
+# ---- dvd ------------------------------------------------------------------------------------
+
+
+def _violent_segments(rng, n: int) -> np.ndarray:
+    """Per-frame 0/1 labels: 0-2 violent segments of 20-60 frames (about a third of the video)."""
+    labels = np.zeros(n, np.int64)
+    if n < 40:
+        labels[n // 3: 2 * n // 3] = 1
+        return labels
+    for _ in range(int(rng.integers(1, 3))):
+        length = int(rng.integers(20, min(60, n // 2) + 1))
+        start = int(rng.integers(0, n - length + 1))
+        labels[start:start + length] = 1
+    return labels
+
+
+def _dvd_split(i: int, n_videos: int) -> str:
+    """Roughly 60/20/20, with at least one video in each split when there are three or more."""
+    if n_videos >= 3 and i % 5 in (1, 3):
+        return "Validation" if i % 5 == 1 else "Testing"
+    if n_videos == 2 and i == 1:
+        return "Validation"
+    return "Training"
+
+
+def _write_dvd(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> None:
+    height, width = size
+    canvas = DiscCanvas(height, width)
+    radius = 0.15 * height
+    scale = width / 128
+    cy = height / 2
+    for i, n in enumerate(lengths):
+        name = f"synth-{i:03d}"
+        labels = _violent_segments(rng, n)
+        colours = (valence_colour(float(rng.uniform(0.3, 1.0))), valence_colour(float(rng.uniform(-1.0, -0.3))))
+        calm = [bounce_path(rng, np.full(n, 0.6 * scale), box) for box in (
+            (radius, radius, width / 2 - radius, height - radius),
+            (width / 2 + radius, radius, width - radius, height - radius))]
+        period = rng.uniform(6, 10)  # frames between collisions
+        bg = background(rng, height, width)
+        video = np.empty((n, height, width, 3), np.uint8)
+        for t in range(n):
+            video[t] = bg
+            if labels[t]:
+                # Both discs rush to the centre and touch at every half period.
+                gap = radius + 0.3 * width * abs(np.sin(np.pi * t / period))
+                jitter = rng.uniform(-3, 3, size=2) * scale
+                centres = ((width / 2 - gap, cy + jitter[0]), (width / 2 + gap, cy + jitter[1]))
+            else:
+                centres = (tuple(calm[0][t]), tuple(calm[1][t]))
+            for (x, y), colour in zip(centres, colours):
+                canvas.draw(video[t], x, y, radius, colour)
+        split = _dvd_split(i, len(lengths))
+        write_video(root / split / "videos" / f"{name}.mp4", video)
+        ann = root / split / "annotations" / f"{name}.csv"
+        ann.parent.mkdir(parents=True, exist_ok=True)
+        ann.write_text("Frame,Label\n" + "".join(f"{t},{labels[t]}\n" for t in range(n)))

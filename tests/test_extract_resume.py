@@ -1,0 +1,148 @@
+"""kill -9 at any moment, then re-run: the cache equals an uninterrupted run, array by array.
+
+The extraction runs in a subprocess on real video files (PyAV) with fake encoders. The
+subprocess slows each array write a little, so the kills land inside appends as well as
+between them; the test checks that at least one kill left uncommitted rows behind, which
+the next run must truncate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fakes import fake_encoders, write_affwild2
+from fgvu.cache_schema import open_cache, part_dirs
+from fgvu.extract.config import ExtractConfig
+from fgvu.extract.pipeline import run_extract
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from fakes import fake_encoders
+    from fgvu.cache_schema import PartWriter
+    from fgvu.extract.config import ExtractConfig
+    from fgvu.extract.pipeline import run_extract
+
+    append = PartWriter._append
+    def slow_append(self, name, values):  # widen the window in which a kill lands mid-video
+        append(self, name, values)
+        time.sleep(0.01)
+    PartWriter._append = slow_append
+    cfg = ExtractConfig(dataset="aff-wild2", root={root!r}, out={out!r}, progress=False, parts={parts}, part={part})
+    s = run_extract(cfg, encoders=fake_encoders())
+    print("done", s.succeeded, s.skipped, flush=True)
+""")
+
+
+def _committed(out: Path) -> int:
+    total = 0
+    for part in part_dirs(out):
+        if (part / "commit.json").exists():
+            total += json.loads((part / "commit.json").read_text())["rows"]["videos"]
+    return total
+
+
+def _uncommitted_rows(out: Path) -> bool:
+    """True when some array holds rows past its part's commit (what a mid-append kill leaves)."""
+    import zarr
+
+    for part in part_dirs(out):
+        rows = json.loads((part / "commit.json").read_text())["rows"] if (part / "commit.json").exists() else None
+        if rows is None:
+            continue
+        group = zarr.open_group(part, mode="r", zarr_format=3)
+        if "windows/start" in group and group["windows/start"].shape[0] > rows["windows"]:
+            return True
+        if "frames/image" in group and group["frames/image"].shape[0] > rows["image"]:
+            return True
+    return False
+
+
+def _assert_same_cache(a_path: Path, b_path: Path) -> None:
+    a, b = open_cache(a_path, load_captions=True), open_cache(b_path, load_captions=True)
+    for field in ("name", "split", "n_frames", "fps", "width", "height",
+                  "image_offset", "text_offset", "window_offset", "frame_offset"):
+        assert np.array_equal(getattr(a.videos, field), getattr(b.videos, field)), field
+    for field in ("window_video", "window_start", "image_index", "caption_index", "valid", "targets",
+                  "target_mask", "image_frame", "caption_frame", "image", "text"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert a.video.keys() == b.video.keys()
+    for t in a.video:
+        assert np.array_equal(a.video[t], b.video[t]), f"video T={t}"
+    assert a.captions == b.captions
+    assert [(f["video"], f["reason"]) for f in a.failures] == [(f["video"], f["reason"]) for f in b.failures]
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    videos = {f"v{i}": 70 + 37 * i for i in range(7)} | {"pair": 160}
+    root = write_affwild2(tmp_path / "data", videos, left_right=("pair",))
+    (root / "batch1" / "v3.mp4").write_bytes(b"")  # one failure, which must be recorded the same way
+    n_items = len(videos) + 1
+    clean = tmp_path / "clean"
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(clean), progress=False),
+                encoders=fake_encoders())
+    assert _committed(clean) == n_items - 1
+
+    out = tmp_path / "killed"
+    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=1, part=0)
+    kills, mid_append = 0, 0
+    delays = [0.0, 0.13, 0.29, 0.07, 0.21]
+    for delay in delays:
+        before = _committed(out)
+        if before >= n_items - 2:
+            break
+        proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        deadline = time.monotonic() + 60
+        while _committed(out) <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        mid_append += _uncommitted_rows(out)
+    assert kills >= 2 and _committed(out) >= 1
+    assert mid_append >= 1, "no kill landed inside an append; the truncation path was not exercised"
+    proc = subprocess.run([sys.executable, "-c", driver], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done, succeeded, skipped = proc.stdout.split()
+    assert int(skipped) >= 1 and int(succeeded) + int(skipped) == n_items - 1
+    _assert_same_cache(out, clean)
+
+
+def test_interrupted_parts_resume_independently(tmp_path):
+    """Two parts, one killed mid-way: re-running it completes the cache; the other is untouched."""
+    videos = {f"v{i}": 80 + 29 * i for i in range(6)}
+    root = write_affwild2(tmp_path / "data", videos)
+    clean = tmp_path / "clean"
+    for part in (0, 1):
+        run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(clean), parts=2, part=part,
+                                  progress=False), encoders=fake_encoders())
+    out = tmp_path / "killed"
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(out), parts=2, part=0, progress=False),
+                encoders=fake_encoders())
+    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=2, part=1)
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = _committed(out)
+    deadline = time.monotonic() + 60
+    while _committed(out) <= base and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([sys.executable, "-c", driver], cwd=REPO, check=True, capture_output=True, timeout=120)
+    _assert_same_cache(out, clean)

@@ -1,0 +1,164 @@
+"""The in-memory loader: gathered batches against a slow per-sample reference, splits, normalisation, bad input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fgvu.cache_schema import open_cache
+from fgvu.fusion.data import (
+    DataError, FeatureData, Normalization, train_val_videos, videos_in_split,
+)
+from fgvu.sampling import SamplingPlan
+from fgvu.synth.features import write_feature_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return write_feature_cache(tmp_path_factory.mktemp("data") / "c", videos=10, frames=220, seed=2, dims=12,
+                               plan=SamplingPlan(video_frames=(8, 16)))
+
+
+@pytest.fixture
+def view(cache):
+    return open_cache(cache)
+
+
+def video_rows_of_table(view, offsets, n_rows):
+    """{video row: range of table rows} from the videos table's offsets (independent of windows)."""
+    ends = np.r_[offsets[1:], n_rows]
+    return {v: np.arange(offsets[v], ends[v]) for v in range(len(view.videos))}
+
+
+def reference_stats(view, train_rows):
+    """Per-dimension mean/std from the training videos' own table rows, computed from scratch."""
+    img_rows = video_rows_of_table(view, view.videos.image_offset, len(view.image))
+    txt_rows = video_rows_of_table(view, view.videos.text_offset, len(view.text))
+    img = np.concatenate([view.image[img_rows[v]] for v in train_rows]).astype(np.float64)
+    txt = np.concatenate([view.text[txt_rows[v]] for v in train_rows]).astype(np.float64)
+    clips = np.concatenate([view.video[16][view.window_video == v] for v in train_rows]).astype(np.float64)
+    clips = clips.reshape(-1, clips.shape[-1])
+    return {m: (x.mean(0), x.std(0)) for m, x in (("i", img), ("t", txt), ("v", clips))}
+
+
+def test_gathered_batches_equal_a_per_sample_reference(view):
+    train, _ = train_val_videos(view)
+    data = FeatureData(view, ("v", "i", "t"), image_frames=8, captions=2, video_frames=8)
+    norm = data.fit_normalization(train)
+    stats = reference_stats(view, train)
+    for m in "vit":
+        if m != "v":  # the 8-frame clips are another array; the reference uses the 16-frame one
+            np.testing.assert_allclose(norm.mean[m].numpy(), stats[m][0], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(norm.std[m].numpy(), stats[m][1], rtol=1e-5, atol=1e-5)
+    idx = torch.tensor([5, 0, 17, 3, 3, view.n_windows - 1])
+    batch = data.inputs(idx, norm)
+    assert {m: tuple(x.shape) for m, x in batch.items()} == {"v": (6, 8, 12), "i": (6, 8, 12), "t": (6, 2, 12)}
+    for b, w in enumerate(idx.tolist()):  # one window at a time, straight from the view
+        image_rows = [view.image_index[w, k] for k in range(0, 16, 2)]
+        ref_i = (view.image[image_rows].astype(np.float32) - norm.mean["i"].numpy()) / norm.std["i"].numpy()
+        caption_rows = [view.caption_index[w, k] for k in range(0, 4, 2)]
+        ref_t = (view.text[caption_rows].astype(np.float32) - norm.mean["t"].numpy()) / norm.std["t"].numpy()
+        ref_v = (view.video[8][w].astype(np.float32) - norm.mean["v"].numpy()) / norm.std["v"].numpy()
+        np.testing.assert_allclose(batch["i"][b].numpy(), ref_i, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(batch["t"][b].numpy(), ref_t, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(batch["v"][b].numpy(), ref_v, rtol=1e-5, atol=1e-5)
+        # the image rows really are the planned grid frames of this window
+        frames = view.image_frame[image_rows]
+        assert frames.tolist() == [min(view.window_start[w] + 8 * k, view.videos.n_frames[view.window_video[w]] - 1)
+                                   for k in range(8)]
+
+
+def test_normalisation_comes_from_training_videos_only(view):
+    train, val = train_val_videos(view)
+    data = FeatureData(view, ("v", "i", "t"))
+    before = data.fit_normalization(train)
+    stats = reference_stats(view, train)
+    np.testing.assert_allclose(before.mean["v"].numpy(), stats["v"][0], rtol=1e-5, atol=1e-5)
+    # wreck every non-training feature: the statistics do not move
+    rows = video_rows_of_table(view, view.videos.image_offset, len(view.image))
+    for v in set(range(len(view.videos))) - set(train.tolist()):
+        view.image[rows[v]] = 1000.0
+        view.video[16][view.window_video == v] = -1000.0
+    after = FeatureData(view, ("v", "i", "t")).fit_normalization(train)
+    for m in "vit":
+        torch.testing.assert_close(after.mean[m], before.mean[m])
+        torch.testing.assert_close(after.std[m], before.std[m])
+    # and the statistics survive a round trip through flat tensors (what the checkpoint stores)
+    again = Normalization.from_tensors(before.tensors())
+    torch.testing.assert_close(again.mean["i"], before.mean["i"])
+
+
+def test_step_targets_match_frames(view):
+    data = FeatureData(view, ("i",))
+    for n_steps in (16, 8):
+        targets, mask = data.step_targets(n_steps)
+        every = 64 // n_steps
+        assert targets.shape == (view.n_windows, n_steps, 2)
+        for w in range(view.n_windows):
+            v = view.window_video[w]
+            for k in range(n_steps):
+                f = view.window_start[w] + k * every
+                if f >= view.videos.n_frames[v]:
+                    assert not mask[w, k].any()  # padding
+                    continue
+                row = view.videos.frame_offset[v] + f
+                np.testing.assert_array_equal(mask[w, k].numpy(), view.target_mask[row])
+                np.testing.assert_array_equal(targets[w, k].numpy()[mask[w, k].numpy()],
+                                              view.targets[row][view.target_mask[row]])
+    assert not mask.all() and mask.any()  # the cache has padding and invalid frames
+
+
+def test_splits_are_by_video(view):
+    train, val = train_val_videos(view)
+    assert set(view.videos.split[train]) == {"train"} and set(view.videos.split[val]) == {"val"}
+    assert not set(train.tolist()) & set(val.tolist())
+    tw, vw = view.windows_of(train), view.windows_of(val)
+    assert not set(view.window_video[tw].tolist()) & set(view.window_video[vw].tolist())
+    # no validation videos in the cache: a seeded split of the training videos, still by video
+    view.videos.split = np.where(view.videos.split == "val", "test", view.videos.split)
+    t1, v1 = train_val_videos(view, val_fraction=0.34, seed=0)
+    t2, v2 = train_val_videos(view, val_fraction=0.34, seed=0)
+    np.testing.assert_array_equal(v1, v2)
+    assert len(v1) == 2 and sorted(np.r_[t1, v1].tolist()) == sorted(train.tolist())
+    assert not set(t1.tolist()) & set(v1.tolist())
+    others = {tuple(train_val_videos(view, val_fraction=0.34, seed=s)[1]) for s in range(1, 6)}
+    assert len(others | {tuple(v1)}) > 1  # the seed matters
+
+
+def test_training_time_sampling_requests(view):
+    data = FeatureData(view, ("v", "i", "t"), image_frames=8, captions=2, video_frames=8)
+    assert data.lengths == {"v": 8, "i": 8, "t": 2}
+    np.testing.assert_array_equal(data.index["i"].numpy(), view.image_index[:, ::2])
+    np.testing.assert_array_equal(data.index["t"].numpy(), view.caption_index[:, ::2])
+    with pytest.raises(DataError, match=r"T=\[8, 16\]"):
+        FeatureData(view, ("v",), video_frames=32)
+    with pytest.raises(DataError, match=r"16 image frames per window.*\[1, 2, 4, 8, 16\], got 5"):
+        FeatureData(view, ("i",), image_frames=5)
+    with pytest.raises(DataError, match="caption-every"):
+        FeatureData(view, ("t",), captions=8)
+
+
+def test_bad_inputs_give_clear_errors(view, tmp_path):
+    with pytest.raises(DataError, match=r"unknown modality letters \['x'\]"):
+        FeatureData(view, ("v", "x"))
+    with pytest.raises(DataError, match="no videos in split 'holdout'.*train: 6"):
+        videos_in_split(view, "holdout")
+    partial = open_cache(write_feature_cache(tmp_path / "p", videos=3, frames=100, dims={"image": 8, "video": 8}))
+    with pytest.raises(DataError, match=r"no t \(text\) features; it has: v \(video\), i \(image\)"):
+        FeatureData(partial, ("v", "i", "t"))
+    # NaN or Inf features name the video they belong to
+    target = 4
+    lo = view.videos.image_offset[target]
+    view.image[lo + 2, 3] = np.nan
+    with pytest.raises(DataError, match=f"video '{view.videos.name[target]}' has NaN or Inf image features"):
+        FeatureData(view, ("i",))
+    clips = view.video[16]
+    w = view.windows_of([7])[1]
+    clips[w, 0, 0] = np.inf
+    with pytest.raises(DataError, match=f"video '{view.videos.name[7]}' has NaN or Inf video features"):
+        FeatureData(view, ("v",))
+    no_train = dataclasses.replace(view, videos=dataclasses.replace(
+        view.videos, split=np.where(view.videos.split == "train", "val", view.videos.split)))
+    with pytest.raises(DataError, match="no videos in split 'train'"):
+        train_val_videos(no_train)

@@ -1,0 +1,243 @@
+"""Video sources: exact counts, the wanted frames with the right pixels, resizing, bad files."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from fgvu.extract.video_source import FrameFolderSource, PyAVSource, VideoDecodeError, open_video
+from fgvu.sampling import SamplingPlan
+from fgvu.synth.videos import numbered_frame as synth_numbered_frame
+from fgvu.synth.videos import read_frame_number as read_number
+from fgvu.synth.videos import write_video
+
+H, W = 64, 96
+
+
+def numbered_frame(k: int, height: int = H, width: int = W) -> np.ndarray:
+    return synth_numbered_frame(k, (height, width))
+
+
+def numbered_video(path: Path, n: int, height: int = H, width: int = W) -> Path:
+    write_video(path, np.stack([numbered_frame(k, height, width) for k in range(n)]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def video100(tmp_path_factory) -> Path:
+    return numbered_video(tmp_path_factory.mktemp("v") / "v100.mp4", 100)
+
+
+def test_exact_frame_count_and_info(video100):
+    source = open_video(video100)
+    assert isinstance(source, PyAVSource)
+    assert (source.info.n_frames, source.info.width, source.info.height) == (100, W, H)
+    assert source.info.fps == pytest.approx(30.0)
+
+
+def _container_video(path: Path, codec: str, n: int) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for k in range(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(numbered_frame(k))))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("suffix,codec", [("mkv", "libx264"), ("ts", "libx264"), ("avi", "mpeg4")])
+def test_other_containers_count_and_read_every_frame(tmp_path, suffix, codec):
+    source = open_video(_container_video(tmp_path / f"v.{suffix}", codec, 40))
+    assert source.info.n_frames == 40
+    assert [read_number(f) for _, f in source.frames(np.arange(40))] == list(range(40))
+
+
+def test_wanted_frames_in_order_with_their_content(video100):
+    wanted = np.array([0, 3, 4, 17, 50, 63, 99])
+    got = list(open_video(video100).frames(wanted))
+    assert [k for k, _ in got] == wanted.tolist()
+    assert [read_number(f) for _, f in got] == wanted.tolist()
+    assert all(f.shape == (H, W, 3) and f.dtype == np.uint8 for _, f in got)
+
+
+def test_every_frame_decodes_to_its_number(video100):
+    got = list(open_video(video100).frames(np.arange(100)))
+    assert [read_number(f) for _, f in got] == list(range(100))
+
+
+def test_sampling_plan_frames_at_encoder_size(video100):
+    wanted = SamplingPlan().layout(100).needed_frames()
+    got = list(open_video(video100).frames(wanted, size=(32, 40)))
+    assert [k for k, _ in got] == wanted.tolist()
+    assert {f.shape for _, f in got} == {(32, 40, 3)}
+    assert [read_number(f) for _, f in got] == wanted.tolist()
+
+
+def test_no_wanted_frames_yields_nothing(video100):
+    assert list(open_video(video100).frames(np.array([], dtype=np.int64))) == []
+
+
+@pytest.mark.parametrize("wanted", [[3, 2], [1, 1], [-1], [100]])
+def test_bad_wanted_lists_are_refused(video100, wanted):
+    with pytest.raises(ValueError, match="sorted, unique"):
+        list(open_video(video100).frames(np.array(wanted)))
+
+
+def test_ten_frame_video(tmp_path):
+    source = open_video(numbered_video(tmp_path / "ten.mp4", 10))
+    assert source.info.n_frames == 10
+    layout = SamplingPlan().layout(10)
+    got = list(source.frames(layout.needed_frames()))
+    assert [read_number(f) for _, f in got] == layout.needed_frames().tolist()
+
+
+def test_odd_frame_size(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 97, 63, "yuv444p"  # 4:2:0 cannot be odd
+        for k in range(20):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(numbered_frame(k, 63, 97))))
+        container.mux(stream.encode())
+    source = open_video(path)
+    assert (source.info.width, source.info.height, source.info.n_frames) == (97, 63, 20)
+    frames = dict(source.frames(np.array([0, 19])))
+    assert frames[19].shape == (63, 97, 3) and read_number(frames[19]) == 19
+    assert dict(source.frames(np.array([7]), size=(33, 45)))[7].shape == (33, 45, 3)
+
+
+def test_variable_frame_rate_is_read_frame_by_frame(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    gaps_ms = [20, 50, 33]  # irregular timestamps
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        pts = 0
+        for k in range(60):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(k))
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += gaps_ms[k % 3]
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    source = open_video(path)
+    assert source.info.n_frames == 60
+    assert source.info.fps == pytest.approx(1000 / np.mean(gaps_ms), rel=0.05)  # the average rate
+    assert [read_number(f) for _, f in source.frames(np.arange(60))] == list(range(60))
+
+
+# ---- bad files ------------------------------------------------------------------------------
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for _ in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def _faststart_video(path: Path, n: int = 60) -> bytes:
+    """A video with its index first, noisy so that every packet carries data; returns its bytes."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=30, options={"threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for k in range(n):
+            noisy = numbered_frame(k).astype(np.int16) + rng.integers(-20, 20, (H, W, 1))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8))))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+def test_bad_files_name_file_and_reason(tmp_path, video100):
+    cases = {}
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases["empty.mp4"] = "empty file"
+    (tmp_path / "text.mp4").write_text("this is a text file, not a video\n" * 10)
+    cases["text.mp4"] = "text file"
+    _audio_only(tmp_path / "audio.mp4")
+    cases["audio.mp4"] = "no video stream"
+    data = video100.read_bytes()  # index (moov) at the end: cutting the file loses it
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    cases["cut.mp4"] = "truncated or corrupt"
+    fast = _faststart_video(tmp_path / "fast.mp4")
+    (tmp_path / "fast_cut.mp4").write_bytes(fast[: len(fast) * 2 // 3])
+    cases["fast_cut.mp4"] = "truncated: the index lists 60 frames"
+    avi = _container_video(tmp_path / "full.avi", "mpeg4", 60).read_bytes()  # AVI header counts frames
+    (tmp_path / "cut.avi").write_bytes(avi[: len(avi) // 2])
+    cases["cut.avi"] = "truncated: the index lists 60 frames"
+    cases["missing.mp4"] = "no such file"
+    for name, reason in cases.items():
+        with pytest.raises(VideoDecodeError, match=reason) as err:
+            open_video(tmp_path / name)
+        assert name in str(err.value)
+
+
+def test_corrupt_data_raises_while_decoding(tmp_path):
+    fast = _faststart_video(tmp_path / "fast.mp4")
+    third = len(fast) // 3
+    (tmp_path / "corrupt.mp4").write_bytes(fast[:third] + bytes(third) + fast[2 * third:])
+    source = open_video(tmp_path / "corrupt.mp4")  # the index is intact
+    with pytest.raises(VideoDecodeError, match=r"corrupt\.mp4: corrupt data at frame \d+"):
+        list(source.frames(np.arange(source.info.n_frames)))
+
+
+# ---- frame folders ------------------------------------------------------------------------
+
+
+def _frame_folder(folder: Path, numbers, first: int = 1) -> Path:
+    folder.mkdir(parents=True)
+    for k in numbers:
+        Image.fromarray(numbered_frame(k)).save(folder / f"{k + first:05d}.jpg", quality=95)
+    return folder
+
+
+def test_frame_folder_reads_numbered_images(tmp_path):
+    folder = _frame_folder(tmp_path / "clip", range(30))
+    source = open_video(folder, fps=25)
+    assert isinstance(source, FrameFolderSource)
+    assert (source.info.n_frames, source.info.fps, source.info.width, source.info.height) == (30, 25.0, W, H)
+    wanted = np.array([0, 1, 9, 20, 29])
+    got = list(source.frames(wanted))
+    assert [k for k, _ in got] == wanted.tolist() and [read_number(f) for _, f in got] == wanted.tolist()
+    resized = list(source.frames(wanted, size=(32, 48)))
+    assert {f.shape for _, f in resized} == {(32, 48, 3)}
+    assert [read_number(f) for _, f in resized] == wanted.tolist()
+
+
+def test_frame_folder_gaps_repeat_the_previous_image(tmp_path):
+    folder = _frame_folder(tmp_path / "gappy", [k for k in range(12) if k not in (0, 5, 6)])
+    with pytest.warns(UserWarning, match="3 of 12 frames missing"):
+        source = open_video(folder)
+    assert source.missing == [0, 5, 6] and source.info.n_frames == 12
+    numbers = [read_number(f) for _, f in source.frames(np.arange(12))]
+    assert numbers == [1, 1, 2, 3, 4, 4, 4, 7, 8, 9, 10, 11]
+
+
+def test_frame_folder_zero_based_numbering(tmp_path):
+    folder = _frame_folder(tmp_path / "zero", range(5), first=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source = open_video(folder)
+    assert source.info.n_frames == 5
+    assert [read_number(f) for _, f in source.frames(np.arange(5))] == list(range(5))
+
+
+def test_frame_folder_errors(tmp_path):
+    (tmp_path / "none").mkdir()
+    with pytest.raises(VideoDecodeError, match="no numbered images"):
+        open_video(tmp_path / "none")
+    folder = _frame_folder(tmp_path / "broken", range(4))
+    (folder / "00003.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(VideoDecodeError, match=r"00003\.jpg: unreadable image for frame 2"):
+        list(open_video(folder).frames(np.arange(4)))
