@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fgvu.ablations import grid as grid_mod
 from fgvu.ablations.failures import RunFolderError, failure_analysis, va_quadrants, violence_per_video, load_val_frames
 from fgvu.ablations.grid import Ablation, Grid, GridError, default_grid, load_grid, unavailable_reason
 from fgvu.ablations.report import report_run

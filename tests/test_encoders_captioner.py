@@ -40,11 +40,22 @@ def test_returns_one_string_per_image(tiny, images):
     assert isinstance(captions, list) and len(captions) == 6
     assert all(isinstance(c, str) for c in captions)
     assert any(captions)  # something was generated and decoded
-    assert len(set(captions)) > 1  # the images reach the language model
     assert tiny.caption(images[:0], PROMPT) == []
     fp = tiny.fingerprint
     assert fp["variant"] == "captioner-tiny" and fp["checkpoint"] == "random-init:0"
     assert fp["preprocessing"]["generation"]["max_new_tokens"] == 12
+
+
+def test_images_reach_the_language_model(tiny, images):
+    # A random 32-wide model may greedily decode the same tokens for every image, so compare
+    # the next-token logits instead: they must depend on the pixels.
+    import torch
+
+    inputs = tiny.processor(images=list(torch.from_numpy(images[:2]).permute(0, 3, 1, 2)),
+                            text=[PROMPT] * 2, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        logits = tiny.model(**inputs).logits[:, -1]
+    assert not torch.allclose(logits[0], logits[1], atol=1e-4)
 
 
 def test_deterministic_batched_and_same_as_local_dir(tiny, images):

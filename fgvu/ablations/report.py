@@ -53,7 +53,7 @@ def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[di
         for key in SECONDARY[plan.task]:
             row[key] = _val(r.metrics, key)
         row["best_epoch"] = (r.metrics or {}).get("best_epoch")
-        row["seconds"] = round(r.seconds, 2) if r.status != "resumed" else None
+        row["seconds"] = (r.metrics or {}).get("seconds", round(r.seconds, 2))  # fit's own time, when it finished
         row["run_dir"] = str(r.run_dir.relative_to(out)) if r.run_dir.is_relative_to(out) else str(r.run_dir)
         row["error"] = r.error or ""
         rows.append(row)

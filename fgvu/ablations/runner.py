@@ -138,7 +138,7 @@ def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
         metrics = fit(cache, cfg, run_dir, progress=False)
         return {"metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, not raised
-        message = f"{type(e).__name__}: {e}".strip()
+        message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         try:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             (Path(run_dir) / "error.txt").write_text(traceback.format_exc())

@@ -10,8 +10,8 @@ import typer
 
 def demo(
     out: Path = typer.Option(Path("demo"), help="Folder for the demo's data, cache and run."),
-    videos: int = typer.Option(12, help="Synthetic videos to generate (Aff-Wild2 layout)."),
-    frames: int = typer.Option(300, help="Frames per synthetic video (lengths vary around this)."),
+    videos: int = typer.Option(24, help="Synthetic videos to generate (Aff-Wild2 layout)."),
+    frames: int = typer.Option(400, help="Frames per synthetic video (lengths vary around this)."),
     epochs: int = typer.Option(25, help="Training epochs for the fusion head."),
     seed: int = typer.Option(0, help="Seed for the data and the training run."),
 ) -> None:

@@ -118,6 +118,19 @@ class DiscCanvas:
         inside = (self.yy - cy) ** 2 + (self.xx - cx) ** 2 <= radius**2
         frame[inside] = colour
 
+    def draw_moving(self, frame: np.ndarray, start: np.ndarray, end: np.ndarray, radius: float,
+                    colour: np.ndarray, samples: int = 6) -> None:
+        """A disc moving from `start` to `end` during the exposure: motion blur, as a camera sees it.
+
+        The smear grows with speed, so a single frame shows how fast the disc moves.
+        """
+        alpha = np.zeros(self.yy.shape, np.float32)
+        for f in np.linspace(0.0, 1.0, samples):
+            cx, cy = start + f * (end - start)
+            alpha += (self.yy - cy) ** 2 + (self.xx - cx) ** 2 <= radius**2
+        alpha = (alpha / samples)[..., None]
+        frame[:] = np.rint(frame * (1.0 - alpha) + colour.astype(np.float32) * alpha).astype(np.uint8)
+
 
 def bounce_path(rng: np.random.Generator, speeds: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """(n, 2) positions of a point moving at `speeds[t]` px/frame, bouncing inside box (x0, y0, x1, y1)."""
@@ -230,7 +243,8 @@ def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) 
             if absent[t]:
                 continue
             for valence, _, pos in tracks.values():
-                canvas.draw(video[t], pos[t, 0], pos[t, 1], r, valence_colour(float(valence[t])))
+                end = pos[min(t + 1, n - 1)]
+                canvas.draw_moving(video[t], pos[t], end, r, valence_colour(float(valence[t])))
         write_video(root / "batch1" / f"{name}.mp4", video)
         for suffix, (valence, arousal, _) in tracks.items():
             lines = ["valence,arousal"] + [
