@@ -11,15 +11,14 @@ CACHE   ?= $(DEMO)/caches/aff-wild2
 TASK    ?=
 SEEDS   ?= 5
 JOBS    ?= 2
-ABLATIONS_OUT ?= results/ablations
+ABLATIONS_OUT ?= results/ablations-$(notdir $(CACHE))
 
-.PHONY: venv demo test test-fast ablations bench clean
+.PHONY: venv demo test ablations bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -29,14 +28,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	.venv/bin/pytest -q -n 2 --durations=15
 
-test-fast: $(STAMP)
-	.venv/bin/pytest -q -n 2 -m "not slow"
-
-$(DEMO)/caches/aff-wild2/cache.json:
-	$(MAKE) demo
-
-ablations: $(STAMP) $(if $(filter $(DEMO)/caches/aff-wild2,$(CACHE)),$(DEMO)/caches/aff-wild2/cache.json)
-	.venv/bin/fgvu ablations $(CACHE) $(if $(TASK),--task $(TASK)) --seeds $(SEEDS) --jobs $(JOBS) --out $(ABLATIONS_OUT)
+ablations: $(STAMP)  ## the ablation grid with stats, tables, plots; CACHE=… TASK=va|violence GRID=… EPOCHS=…
+	@test -f $(CACHE)/cache.json || $(MAKE) demo
+	.venv/bin/fgvu ablations $(CACHE) --out $(ABLATIONS_OUT) --seeds $(SEEDS) --jobs $(JOBS) \
+	  $(if $(TASK),--task $(TASK)) $(if $(GRID),--grid $(GRID)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loader.py

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import json
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ from fgvu.extract.encoders.minigpt4 import (
     VisionTowerSpec,
     build_vision_bridge,
     check_fits_device,
+    write_tiny_llama_tokenizer,
 )
 
 QUESTION = (
@@ -68,36 +67,8 @@ ARCHS = {
 
 def train_tokenizer(directory: Path) -> None:
     """A small sentencepiece Llama tokenizer trained on the prompt text (ids stay below any vocab here)."""
-    import sentencepiece as spm
-
     corpus = [SYSTEM_MESSAGE, "###Human: <Img></Img> " + QUESTION + "###Assistant: "] * 50
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus),
-        model_writer=model,
-        vocab_size=300,
-        model_type="bpe",
-        hard_vocab_limit=False,
-        bos_id=1,
-        eos_id=2,
-        unk_id=0,
-        pad_id=-1,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    (directory / "tokenizer.model").write_bytes(model.getvalue())
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "LlamaTokenizer",
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "add_bos_token": True,
-                "add_eos_token": False,
-            }
-        )
-    )
+    write_tiny_llama_tokenizer(directory, corpus, vocab_size=300)
 
 
 @contextlib.contextmanager

@@ -163,23 +163,13 @@ def bench_videoprism_transformers(encoder, clips: np.ndarray, args, plan: Plan, 
     if not hasattr(transformers, "VideoPrismVisionModel"):
         print(f"  (transformers {transformers.__version__} has no VideoPrism: baseline skipped)", flush=True)
         return
-    from transformers import VideoPrismVisionConfig, VideoPrismVisionModel
+    from transformers import VideoPrismVisionModel
 
     from fgvu.extract.encoders.device import torch_dtype
+    from fgvu.extract.encoders.videoprism import transformers_vision_config
 
     config = encoder.model.config
-    hf_config = VideoPrismVisionConfig(
-        image_size=config.resolution[0],
-        num_frames=config.num_frames,
-        tubelet_size=(1, config.patch_size, config.patch_size),
-        hidden_size=config.model_dim,
-        num_attention_heads=config.num_heads,
-        intermediate_size=config.mlp_dim,
-        num_spatial_layers=config.num_spatial_layers,
-        num_temporal_layers=config.num_temporal_layers,
-        attn_logit_softcapping=config.atten_logit_cap,
-    )
-    hf_config._attn_implementation = "eager"  # the only implementation with the logit cap
+    hf_config = transformers_vision_config(config)
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     dtype = torch_dtype(encoder.model.dtype)
     start = time.perf_counter()

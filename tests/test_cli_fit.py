@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from fgvu.cli import app
@@ -14,6 +13,7 @@ from fgvu.errors import FgvuError
 from fgvu.fusion.checkpoint import load_checkpoint
 from fgvu.fusion.config import FitConfig
 from fgvu.synth.features import write_feature_cache
+from helpers import torch_threads
 
 runner = CliRunner()
 TINY = ["--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--quiet"]
@@ -21,10 +21,8 @@ TINY = ["--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--quiet"]
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from fgvu.extract.encoders.videoprism import (
     init_videoprism_params,
     load_videoprism,
     save_videoprism_npz,
+    transformers_vision_config,
 )
 
 TINY = dict(VIDEOPRISM_CONFIGS["videoprism-tiny"])
@@ -90,23 +91,9 @@ def _to_transformers(params: dict, config: VideoPrismConfig) -> dict[str, torch.
 
 @pytest.fixture(scope="module")
 def hf_model(params):
-    from transformers import VideoPrismVisionConfig, VideoPrismVisionModel
+    from transformers import VideoPrismVisionModel
 
-    config = VideoPrismVisionConfig(
-        image_size=CONFIG.resolution[0],
-        num_frames=CONFIG.num_frames,
-        tubelet_size=(1, CONFIG.patch_size, CONFIG.patch_size),
-        hidden_size=CONFIG.model_dim,
-        num_attention_heads=CONFIG.num_heads,
-        intermediate_size=CONFIG.mlp_dim,
-        num_spatial_layers=CONFIG.num_spatial_layers,
-        num_temporal_layers=CONFIG.num_temporal_layers,
-        attn_logit_softcapping=CONFIG.atten_logit_cap,
-        hidden_act="gelu_python",
-        layer_norm_eps=1e-6,
-    )
-    config._attn_implementation = "eager"
-    hf = VideoPrismVisionModel(config).eval()
+    hf = VideoPrismVisionModel(transformers_vision_config(CONFIG)).eval()
     hf.load_state_dict(_to_transformers(params, CONFIG), strict=True)
     return hf
 

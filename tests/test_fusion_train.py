@@ -16,6 +16,7 @@ from fgvu.fusion.config import FitConfig, ModelConfig
 from fgvu.fusion.evaluate import evaluate, predict
 from fgvu.fusion.train import FitError, fit
 from fgvu.synth.features import write_feature_cache
+from helpers import torch_threads
 
 SMALL = ModelConfig(d_model=32, mlp_hidden=64)
 
@@ -29,10 +30,8 @@ def config(modalities=("v", "i", "t"), **kw):
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # tiny GRUs run fastest on one thread, and far faster than two on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ those same state dicts.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil
@@ -28,6 +27,7 @@ from fgvu.extract.encoders.minigpt4 import (
     QFormerSpec,
     VisionTowerSpec,
     load_minigpt4,
+    write_tiny_llama_tokenizer,
 )
 from fgvu.extract.encoders.minigpt4_convert import ConversionError, convert_minigpt4
 
@@ -107,42 +107,12 @@ def projection_in(variant: str) -> int:
 
 def train_tokenizer(directory: Path) -> int:
     """A tiny sentencepiece Llama tokenizer, saved as transformers reads it. Returns its vocab size."""
-    import sentencepiece as spm
-
     corpus = [
         SYSTEM,
         "###Human: <Img></Img> describe the face###Assistant: a calm person smiling",
         "<s>[INST] what are the people doing? is it violent? [/INST] two people walk",
     ] * 30
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus),
-        model_writer=model,
-        vocab_size=160,
-        model_type="bpe",
-        hard_vocab_limit=False,
-        bos_id=1,
-        eos_id=2,
-        unk_id=0,
-        pad_id=-1,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    (directory / "tokenizer.model").write_bytes(model.getvalue())
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "LlamaTokenizer",
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "add_bos_token": True,
-                "add_eos_token": False,
-            }
-        )
-    )
-    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    return processor.get_piece_size()
+    return write_tiny_llama_tokenizer(directory, corpus, vocab_size=160)
 
 
 def write_llm(directory: Path, seed: int) -> None:

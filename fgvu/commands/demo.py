@@ -12,7 +12,7 @@ def demo(
     out: Path = typer.Option(Path("demo"), help="Folder for the demo's data, cache and run."),
     videos: int = typer.Option(24, help="Synthetic videos to generate (Aff-Wild2 layout)."),
     frames: int = typer.Option(400, help="Frames per synthetic video (lengths vary around this)."),
-    epochs: int = typer.Option(25, help="Training epochs for the fusion head."),
+    epochs: int = typer.Option(None, help="Training epochs for the fusion head (default: FitConfig's)."),
     seed: int = typer.Option(0, help="Seed for the data and the training run."),
 ) -> None:
     """Synthetic videos -> `fgvu extract --encoders tiny` -> `fgvu fit` (v,i,t, xattn) -> `fgvu evaluate`.
@@ -33,11 +33,14 @@ def demo(
     typer.secho(f"[1/4] synthetic videos -> {data}", bold=True)
     if not (data / "VA_Estimation_Challenge").exists():
         write_video_dataset(data, layout="aff-wild2", videos=videos, frames=frames, seed=seed)
-    typer.secho(f"[2/4] fgvu extract --dataset aff-wild2 --encoders tiny -> {cache}", bold=True)
-    summary = run_extract(ExtractConfig(dataset="aff-wild2", root=str(data), out=str(cache), encoders="tiny", device="cpu"))
+    typer.secho(f"[2/4] fgvu extract --dataset aff-wild2 --encoders tiny --caption-every 8 --video-frames 8,16,32 "
+                f"-> {cache}", bold=True)
+    # A finer caption grid and extra clip lengths let `make ablations` run its sampling variants.
+    summary = run_extract(ExtractConfig(dataset="aff-wild2", root=str(data), out=str(cache), encoders="tiny",
+                                        device="cpu", caption_every=8, video_frames=(8, 16, 32)))
     typer.echo("\n".join(summary.lines()))
     typer.secho(f"[3/4] fgvu fit --modalities v,i,t --fusion xattn -> {run}", bold=True)
-    cfg = FitConfig(epochs=epochs, seed=seed)
+    cfg = FitConfig(seed=seed) if epochs is None else FitConfig(epochs=epochs, seed=seed)
     fit(cache, cfg, run)
     typer.secho(f"[4/4] fgvu evaluate {run}", bold=True)
     typer.echo(format_table(evaluate(run)))

@@ -498,6 +498,32 @@ def load_videoprism(npz_path: str | Path, config: VideoPrismConfig | dict[str, A
     return VideoPrismModel(config, read_videoprism_npz(npz_path, config), **kwargs)
 
 
+def transformers_vision_config(config: VideoPrismConfig | dict[str, Any]):
+    """`config` as a transformers `VideoPrismVisionConfig`: the same architecture in transformers'
+    independent PyTorch port (the parity test and the benchmark baseline).
+
+    Attention is "eager", the only transformers implementation with the logit cap.
+    """
+    from transformers import VideoPrismVisionConfig
+
+    config = _as_config(config)
+    hf_config = VideoPrismVisionConfig(
+        image_size=config.resolution[0],
+        num_frames=config.num_frames,
+        tubelet_size=(1, config.patch_size, config.patch_size),
+        hidden_size=config.model_dim,
+        num_attention_heads=config.num_heads,
+        intermediate_size=config.mlp_dim,
+        num_spatial_layers=config.num_spatial_layers,
+        num_temporal_layers=config.num_temporal_layers,
+        attn_logit_softcapping=config.atten_logit_cap,
+        hidden_act="gelu_python",
+        layer_norm_eps=_LAYERNORM_EPSILON,
+    )
+    hf_config._attn_implementation = "eager"
+    return hf_config
+
+
 # ----------------------------------------------------------------------------------------------
 # The stage-1 encoder.
 
