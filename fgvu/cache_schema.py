@@ -262,6 +262,15 @@ class PartWriter:
             raise CacheError(
                 f"cache {self.cache}: part {part} is being written by another process (lock {self.path / 'writer.lock'})"
             ) from None
+        try:
+            self._open(part)
+        except BaseException:
+            self.close()  # never keep the part locked after a failed open
+            raise
+
+    def _open(self, part: int) -> None:
+        import zarr
+
         self._lock.seek(0)
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
@@ -300,8 +309,11 @@ class PartWriter:
                 arr.resize((n, *arr.shape[1:]))
         captions = self.path / "captions.jsonl"
         if captions.exists():
-            lines = captions.read_text().splitlines(keepends=True)[: rows["text"]]
-            captions.write_text("".join(lines))
+            lines = captions.read_text().splitlines(keepends=True)
+            if len(lines) != rows["text"]:  # rewrite atomically: committed lines must survive a crash
+                tmp = captions.with_suffix(".jsonl.tmp")
+                tmp.write_text("".join(lines[: rows["text"]]))
+                os.replace(tmp, captions)
 
     @property
     def committed_videos(self) -> set[str]:
@@ -426,9 +438,17 @@ def ensure_spec(cache: Path, spec: CacheSpec) -> CacheSpec:
     """Create cache.json, or check that an existing one agrees with `spec` (refusing if not)."""
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / "cache.json"
+    # Write a complete temporary file, then link it into place: the link fails if another
+    # writer got there first, and nobody ever sees a half-written cache.json.
+    tmp = cache / f".cache.json.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(spec.to_dict(), f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        os.link(tmp, path)
     except FileExistsError:
+        tmp.unlink()
         existing = read_spec(cache)
         problems = existing.compatibility_problems(spec)
         if problems:
@@ -437,8 +457,7 @@ def ensure_spec(cache: Path, spec: CacheSpec) -> CacheSpec:
                 + "\nUse a new --out directory for a different encoder set or sampling plan."
             )
         return existing
-    with os.fdopen(fd, "w") as f:
-        json.dump(spec.to_dict(), f, indent=1)
+    tmp.unlink()
     return spec
 
 
@@ -548,7 +567,8 @@ def open_cache(cache: str | Path, load_captions: bool = False) -> CacheView:
             return np.concatenate(pieces[name])
         return np.zeros((0, *row_shape), dtype=dtype)
 
-    videos = VideoTable(**{n.split("/")[1]: cat(n, dtype=object) for n in TABLES["videos"]})
+    videos = VideoTable(**{n.split("/")[1]: cat(n, dtype=object if expected[n][1] == "str" else expected[n][1])
+                           for n in TABLES["videos"]})
     videos.name = videos.name.astype(str)
     videos.split = videos.split.astype(str)
     return CacheView(

@@ -40,6 +40,9 @@ class SamplingPlan:
         for name in ("window", "stride", "image_every", "caption_every"):
             if getattr(self, name) <= 0:
                 raise SamplingError(f"sampling plan: {name} must be positive, got {getattr(self, name)}")
+        if self.stride > self.window:
+            raise SamplingError(f"sampling plan: stride {self.stride} is longer than the window {self.window}, "
+                                "so some frames would lie in no window")
         for name, every in (("image_every", self.image_every), ("caption_every", self.caption_every)):
             if self.window % every:
                 raise SamplingError(f"sampling plan: window {self.window} is not a multiple of {name}={every}")

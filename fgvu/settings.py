@@ -7,7 +7,8 @@ Each stage keeps its defaults in one typed dataclass (ExtractConfig, FitConfig, 
     caches = "caches"
     [fit]
     epochs = 40
-    hidden = 256
+    [model]
+    d_model = 256
 
 CLI options override both.
 """
@@ -80,7 +81,12 @@ def _coerce(value, annotation, where: str):
         inner = args[0] if args else typing.Any
         items = [_coerce(v, inner, where) for v in value]
         return tuple(items) if origin is tuple else items
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if dataclasses.is_dataclass(annotation):
+        key = where.rsplit(".", 1)[-1]
+        raise SettingsError(f"{where}: {key} settings have a section of their own; put them under [{key}]")
+    if annotation is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if annotation in (int, str, bool) and type(value) is not annotation:
         raise SettingsError(f"{where}: expected {annotation.__name__}, got {value!r}")

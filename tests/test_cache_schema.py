@@ -171,3 +171,35 @@ def test_leftover_partial_files_are_removed(tmp_path):
     junk.write_bytes(b"x")
     PartWriter(tmp_path, spec(), 0).close()
     assert not junk.exists()
+
+
+def test_concurrent_writers_never_see_a_half_written_cache_json(tmp_path):
+    # the second writer arrives after cache.json exists: it must read a complete spec
+    with PartWriter(tmp_path, spec(), 0):
+        with PartWriter(tmp_path, spec(), 1) as w:
+            assert w.spec == spec()
+    assert not list(tmp_path.glob(".cache.json.*"))  # temporary files are cleaned up
+
+
+def test_failed_open_releases_the_part_lock(tmp_path):
+    with PartWriter(tmp_path, spec(), 0) as w:
+        w.append_video(record("a", 70))
+    group = zarr.open_group(part_path(tmp_path, 0), mode="a")
+    del group["frames/image"]
+    group.create_array("frames/image", shape=(0, 9), dtype="float16")  # wrong row shape
+    with pytest.raises(CacheError, match="frames/image has rows"):
+        PartWriter(tmp_path, spec(), 0)
+    with pytest.raises(CacheError, match="frames/image has rows"):  # not "being written by another process"
+        PartWriter(tmp_path, spec(), 0)
+
+
+def test_empty_cache_has_typed_video_columns(tmp_path):
+    PartWriter(tmp_path, spec(), 0).close()
+    view = open_cache(tmp_path)
+    assert len(view.videos) == 0 and view.videos.n_frames.dtype == np.int64
+
+
+def test_stride_longer_than_the_window_is_refused():
+    from fgvu.sampling import SamplingError
+    with pytest.raises(SamplingError, match="longer than the window"):
+        SamplingPlan(stride=100)

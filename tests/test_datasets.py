@@ -314,3 +314,13 @@ def test_folder_without_labels(tmp_path):
         _ = build_adapter("folder", tmp_path / "f").task
     with pytest.raises(DatasetError, match="labels file not found"):
         build_adapter("folder", tmp_path / "f", labels=tmp_path / "nope.csv").items()
+
+
+def test_folder_task_inference_survives_nan_frame_numbers(tmp_path):
+    from fgvu.extract.datasets.folder import _frame_table_task
+
+    table = tmp_path / "v.csv"
+    table.write_text("0,1\nnan,1\n2,0\n")
+    assert _frame_table_task(table) == "va"  # not integer frame numbers: not a frame,label table
+    table.write_text("0,1\n1,1\n2,0\n")
+    assert _frame_table_task(table) == "violence"

@@ -162,3 +162,17 @@ def test_bad_inputs_give_clear_errors(view, tmp_path):
         view.videos, split=np.where(view.videos.split == "train", "val", view.videos.split)))
     with pytest.raises(DataError, match="no videos in split 'train'"):
         train_val_videos(no_train)
+
+
+def test_validation_split_must_exist_and_differ_from_train(view):
+    with pytest.raises(DataError, match="cannot be 'train'"):
+        train_val_videos(view, val_split="train")
+    with pytest.raises(DataError, match=r"no videos in validation split 'dev'.*train: 6"):
+        train_val_videos(view, val_split="dev")
+    train, test = train_val_videos(view, val_split="test")
+    assert set(view.videos.split[test]) == {"test"} and set(view.videos.split[train]) == {"train"}
+    # only the default "val" falls back to a hold-out of the training videos
+    no_val = dataclasses.replace(view, videos=dataclasses.replace(
+        view.videos, split=np.where(view.videos.split == "val", "test", view.videos.split)))
+    t, v = train_val_videos(no_val, val_fraction=0.34)
+    assert set(no_val.videos.split[np.r_[t, v]]) == {"train"} and not set(t.tolist()) & set(v.tolist())

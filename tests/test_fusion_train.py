@@ -176,3 +176,20 @@ def test_bad_training_requests(va_cache, tmp_path):
         fit(va_cache, config(loss="ce"), tmp_path / "a", progress=False)
     with pytest.raises(FitError, match="unknown augmentations"):
         fit(va_cache, config(augment=("cutout",)), tmp_path / "b", progress=False)
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+@pytest.mark.parametrize("epochs,steps_per_epoch,warmup", [(1, 1, 1.0), (2, 1, 1.0), (30, 1, 1.0), (3, 1, 0.0),
+                                                            (1, 4, 1.0), (5, 2, 0.5)])
+def test_lr_schedule_steps_through_short_runs(schedule, epochs, steps_per_epoch, warmup):
+    from fgvu.fusion.train import _lr_schedule
+
+    cfg = FitConfig(epochs=epochs, schedule=schedule, warmup_epochs=warmup, lr=1e-3)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = _lr_schedule(optimizer, cfg, steps_per_epoch)
+    used = []
+    for _ in range(epochs * steps_per_epoch):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert all(np.isfinite(used)) and 0 < max(used) <= cfg.lr * (1 + 1e-9)

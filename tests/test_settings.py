@@ -47,3 +47,17 @@ def test_find_cache(tmp_path, monkeypatch):
     assert find_cache("aff-wild2").name == "aff-wild2"
     with pytest.raises(SettingsError, match="fgvu extract --dataset folder"):
         find_cache("folder")
+
+
+@pytest.mark.parametrize("value", ["1e-3", True, [1.0]])
+def test_float_fields_reject_non_numbers(value):
+    with pytest.raises(SettingsError, match="fit.lr: expected a number"):
+        apply_overrides(FitConfig(), {"lr": value}, "fit")
+    assert apply_overrides(FitConfig(), {"lr": 2}, "fit").lr == 2.0
+
+
+def test_model_table_inside_fit_points_to_its_own_section(tmp_path):
+    toml = tmp_path / "fgvu.toml"
+    toml.write_text("[fit]\nmodel = { d_model = 64 }\n")
+    with pytest.raises(SettingsError, match=r"\[fit\]\.model: .*under \[model\]"):
+        load_section(FitConfig(), "fit", toml)

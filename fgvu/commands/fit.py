@@ -117,10 +117,12 @@ def fit_cmd(
     temporal_mask: Optional[float] = typer.Option(None, help="Fraction of time steps masked."
                                                   + _d(_FIT, "temporal_mask")),
     mixup_alpha: Optional[float] = typer.Option(None, help="Beta(alpha, alpha) of mixup." + _d(_FIT, "mixup_alpha")),
-    val_split: Optional[str] = typer.Option(None, help="The cache's split used for validation."
+    val_split: Optional[str] = typer.Option(None, help="The cache's split used for validation (not train). When the "
+                                            "cache has no val videos, the default val holds out --val-fraction of the "
+                                            "training videos instead; any other missing split is an error."
                                             + _d(_FIT, "val_split")),
     val_fraction: Optional[float] = typer.Option(None, help="Share of training videos held out when the cache has "
-                                                 "no validation videos." + _d(_FIT, "val_fraction")),
+                                                 "no val videos (with the default --val-split)." + _d(_FIT, "val_fraction")),
     normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize",
                                              help="Per-dimension normalisation from the training videos."
                                              + _d(_FIT, "normalize")),

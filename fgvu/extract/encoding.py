@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fgvu.errors import FgvuError
-from fgvu.extract.encoders.base import Captioner, ImageTextEncoder, VideoEncoder
+from fgvu.extract.encoders.base import Captioner, EncoderError, ImageTextEncoder, VideoEncoder
 from fgvu.sampling import WindowLayout
 
 
@@ -182,7 +182,7 @@ class SourceEncoder:
         if self._caption_buf:
             captions = self.encoders.captioner.caption(np.stack(self._caption_buf), self.prompt)
             if len(captions) != len(self._caption_buf):
-                raise RuntimeError(f"captioner returned {len(captions)} captions for {len(self._caption_buf)} images")
+                raise EncoderError(f"captioner returned {len(captions)} captions for {len(self._caption_buf)} images")
             self._captions += list(captions)
             self.counts.captioned_frames += len(self._caption_buf)
             self.counts.caption_calls += 1

@@ -9,6 +9,8 @@ that cannot be read is recorded in the part's failure list and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -102,8 +104,8 @@ def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSe
         captioner = build_captioner(names["captioner"], device=cfg.device, max_new_tokens=cfg.max_new_tokens,
                                     batch_size=cfg.caption_batch)
     return EncoderSet(
-        video=build_video_encoder(names["video"], device=cfg.device),
-        image_text=build_image_text_encoder(names["image"], device=cfg.device),
+        video=build_video_encoder(names["video"], device=cfg.device, batch_size=cfg.clip_batch),
+        image_text=build_image_text_encoder(names["image"], device=cfg.device, batch_size=cfg.image_batch),
         captioner=captioner,
     )
 
@@ -271,11 +273,16 @@ class PartRun:
 
             encoder: SourceEncoder | None = None  # of the current source, None when nothing to write
             current: tuple[SourceGroup, PreparedSource] | None = None
-            with bar:
-                for event in prefetch(pending, self.prepare, cfg.prefetch):
+            # closing() stops the decode thread even when encoding raises
+            with bar, contextlib.closing(prefetch(pending, self.prepare, cfg.prefetch)) as events:
+                for event in events:
                     if isinstance(event, Frame):
                         if encoder is not None:
-                            encoder.add(event.index, event.image)
+                            try:
+                                encoder.add(event.index, event.image)
+                            except FgvuError as e:  # an encoder refused this source: fail it, go on
+                                fail([n for n, t in current[1].targets.items() if not isinstance(t, Exception)], e)
+                                encoder = None
                     elif isinstance(event, Start):
                         current, encoder = (event.job, event.header), None
                         bad = {n: t for n, t in event.header.targets.items() if isinstance(t, Exception)}

@@ -56,13 +56,21 @@ def train_val_videos(view: CacheView, val_split: str = "val", val_fraction: floa
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, validation rows) of the videos table, disjoint by construction.
 
-    The cache's own `val_split` when it has videos; otherwise a seeded split of the training
-    videos, `val_fraction` of them (at least one) held out.
+    The cache's own `val_split` when it has videos. Only the default "val" has a fallback: a
+    cache without "val" videos holds out a seeded `val_fraction` of its training videos (at
+    least one). Any other split the cache does not hold is an error, and so is "train" (the
+    validation videos would be the training videos).
     """
+    if val_split == "train":
+        raise DataError(f"cache {view.path}: the validation split cannot be 'train' (it would validate on the "
+                        "training videos); use the cache's val split or leave the default")
     train = videos_in_split(view, "train")
     val = np.flatnonzero(view.videos.split == val_split)
     if len(val):
         return train, val
+    if val_split != "val":
+        raise DataError(f"cache {view.path}: no videos in validation split {val_split!r} "
+                        f"(videos per split: {_split_counts(view)})")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"cache {view.path}: no {val_split!r} videos and val_fraction={val_fraction} is not in (0, 1)")
     if len(train) < 2:

@@ -70,14 +70,19 @@ def _seeded(seed: int, device: str):
 
 
 def _lr_schedule(optimizer, cfg: FitConfig, steps_per_epoch: int):
-    """Per-step scheduler: linear warm-up then cosine to zero, or one-cycle."""
+    """Per-step scheduler: linear warm-up then cosine to zero, or one-cycle.
+
+    torch's OneCycleLR divides by (warm-up steps - 1) and by (annealing steps), so its warm-up
+    is clamped to [2, total - 1] steps; runs of fewer than 3 steps use warm-up + cosine instead.
+    """
     import torch
 
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total - 1, max(0, round(cfg.warmup_epochs * steps_per_epoch)))
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and total >= 3:
+        rise = min(total - 1, max(2, warmup))
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=max(warmup, 1) / total, anneal_strategy="cos"
+            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=rise / total, anneal_strategy="cos"
         )
 
     def factor(step: int) -> float:

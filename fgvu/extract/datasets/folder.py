@@ -263,7 +263,7 @@ def _frame_table_task(path: Path) -> str:
         firsts = [parse_float(r[0]) for r in rows if len(r) == 2]
         seconds = [parse_float(r[1]) for r in rows if len(r) == 2]
         if header is None and seconds and all(v in (0.0, 1.0) for v in seconds) and all(
-                v is not None and v == int(v) for v in firsts):
+                v is not None and np.isfinite(v) and v == int(v) for v in firsts):
             return "violence"
         return "va"
     raise DatasetError(f"{path}: cannot tell the task from its columns; expected 'label' or 'valence,arousal'")
