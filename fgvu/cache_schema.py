@@ -248,8 +248,6 @@ class PartWriter:
     """
 
     def __init__(self, cache: str | Path, spec: CacheSpec, part: int):
-        import zarr
-
         self.cache = Path(cache)
         self.spec = ensure_spec(self.cache, spec)
         self.path = part_path(self.cache, part)
@@ -518,14 +516,22 @@ class CacheView:
         return np.flatnonzero(np.isin(self.window_video, np.asarray(video_rows)))
 
 
+def open_part(part: Path):
+    """A part's Zarr group, read-only; a damaged part raises CacheError naming it."""
+    import zarr
+
+    try:
+        return zarr.open_group(part, mode="r", zarr_format=3)
+    except Exception as e:  # zarr raises several types for a damaged group
+        raise CacheError(f"part {part} is not a readable Zarr group ({e})") from None
+
+
 def open_cache(cache: str | Path, load_captions: bool = False) -> CacheView:
     """Read every committed row of every part of a cache into one in-memory view.
 
     Validates the schema version, the presence and row shapes of every array, and that
     committed rows exist; rows past a part's commit are ignored.
     """
-    import zarr
-
     cache = Path(cache)
     spec = read_spec(cache)
     expected = array_specs(spec)
@@ -538,10 +544,7 @@ def open_cache(cache: str | Path, load_captions: bool = False) -> CacheView:
         failures += [{**f, "part": part.name} for f in commit["failures"]]
         if rows["videos"] == 0:
             continue
-        try:
-            group = zarr.open_group(part, mode="r", zarr_format=3)
-        except Exception as e:  # zarr raises several types for a damaged group
-            raise CacheError(f"cache {cache}: {part.name} is not a readable Zarr group ({e})") from None
+        group = open_part(part)
         for name, (row_shape, _) in expected.items():
             if name not in group:
                 raise CacheError(f"cache {cache}: {part.name} is missing array {name}")

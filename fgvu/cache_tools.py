@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache_schema import (
-    CacheError, array_specs, read_commit, table_of, open_cache, part_dirs, read_spec,
+    CacheError, array_specs, open_cache, open_part, part_dirs, read_commit, read_spec, table_of,
 )
 
 FLOAT_ARRAYS_PREFIXES = ("frames/image", "frames/text", "clips/", "targets/values")
@@ -60,8 +60,6 @@ def _fmt_bytes(n: float) -> str:
 
 def cache_info(cache: str | Path) -> dict:
     """Counts and setup of a cache, without loading its features."""
-    import zarr
-
     cache = Path(cache)
     spec = read_spec(cache)
     splits: Counter = Counter()
@@ -74,7 +72,7 @@ def cache_info(cache: str | Path) -> dict:
         totals.update(rows)
         failures += [{**f, "part": part.name} for f in commit["failures"]]
         if rows["videos"]:
-            group = zarr.open_group(part, mode="r", zarr_format=3)
+            group = open_part(part)
             splits.update(group["videos/split"][: rows["videos"]].tolist())
     return {
         "path": str(cache),
@@ -131,8 +129,6 @@ def verify_cache(cache: str | Path) -> list[str]:
     video; the windows' grid rows showing the frames the sampling plan says; video offsets
     consistent; captions.jsonl matching the caption rows; no video committed twice.
     """
-    import zarr
-
     cache = Path(cache)
     spec = read_spec(cache)
     expected = array_specs(spec)
@@ -147,9 +143,9 @@ def verify_cache(cache: str | Path) -> list[str]:
         if not rows["videos"]:
             continue
         try:
-            group = zarr.open_group(part, mode="r", zarr_format=3)
-        except Exception as e:  # zarr raises several types for a damaged group
-            problems.append(f"{part.name}: not a readable Zarr group ({e})")
+            group = open_part(part)
+        except CacheError as e:
+            problems.append(str(e))
             continue
         arrays, part_problems = {}, []
         for name, (row_shape, _) in expected.items():

@@ -195,9 +195,7 @@ class PreparedSource:
 
 def committed_elsewhere(out: Path, part: int) -> set[str]:
     """Videos committed in other parts of the cache (e.g. by an earlier run with another --parts)."""
-    import zarr
-
-    from fgvu.cache_schema import part_dirs, part_path
+    from fgvu.cache_schema import open_part, part_dirs, part_path
     from fgvu.cache_tools import committed_rows
 
     names: set[str] = set()
@@ -207,7 +205,7 @@ def committed_elsewhere(out: Path, part: int) -> set[str]:
             continue
         n = committed_rows(path)["videos"]
         if n:
-            names.update(zarr.open_group(path, mode="r", zarr_format=3)["videos/name"][:n].tolist())
+            names.update(open_part(path)["videos/name"][:n].tolist())
     return names
 
 
