@@ -327,10 +327,18 @@ def test_reuse_captions_skips_the_captioner(tmp_path, fake_dataset):
     assert a.captions == b.captions and np.array_equal(a.text, b.text)
     assert b.spec.encoders["captioner"] == a.spec.encoders["captioner"]
     assert b.spec.caption_prompt == a.spec.caption_prompt
-    # a finer caption grid needs captions the first cache does not have: the video fails, naming the frame
-    s = run_extract(_cfg(tmp_path / "third", caption_every=8, reuse_captions=str(tmp_path / "first")),
+    # a finer caption grid needs captions the first cache does not have: refused before any work
+    with pytest.raises(ExtractConfigError, match="captioned every 16 frames at stride 16"):
+        run_extract(_cfg(tmp_path / "third", caption_every=8, reuse_captions=str(tmp_path / "first")),
                     encoders=enc, adapter=adapter)
-    assert s.failed == 2 and "frame 8" in dict(s.failures)["a"]
+    # a coarser grid is a subset of the first cache's captions: fine
+    s = run_extract(_cfg(tmp_path / "fourth", caption_every=32, stride=32, reuse_captions=str(tmp_path / "first")),
+                    encoders=enc, adapter=adapter)
+    assert s.succeeded == 2
+    # a caption missing from the reused cache fails only that video, naming the frame
+    (tmp_path / "first" / "parts" / "part-00000.zarr" / "captions.jsonl").write_text("")
+    s = run_extract(_cfg(tmp_path / "fifth", reuse_captions=str(tmp_path / "first")), encoders=enc, adapter=adapter)
+    assert s.failed == 2 and "frame 0" in dict(s.failures)["a"]
     with pytest.raises(ExtractConfigError, match="output cache"):
         run_extract(_cfg(tmp_path / "first", reuse_captions=str(tmp_path / "first")), encoders=enc, adapter=adapter)
 

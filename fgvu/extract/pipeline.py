@@ -130,7 +130,9 @@ def build_dataset(cfg: ExtractConfig):
 class ReusedCaptions:
     """Captions taken from another cache's captions.jsonl, looked up by (video, frame)."""
 
-    def __init__(self, cache: Path):
+    def __init__(self, cache: Path, plan: SamplingPlan):
+        from math import gcd
+
         from fgvu.cache_schema import read_spec
         from fgvu.cache_tools import read_captions
 
@@ -138,6 +140,13 @@ class ReusedCaptions:
         self.spec = read_spec(self.cache)
         if "captioner" not in self.spec.encoders:
             raise ExtractConfigError(f"--reuse-captions: cache {self.cache} records no captioner")
+        # Caption frames lie on multiples of gcd(stride, caption_every); ours must be among theirs.
+        old, new = self.spec.sampling, plan
+        if gcd(new.stride, new.caption_every) % gcd(old.stride, old.caption_every):
+            raise ExtractConfigError(
+                f"--reuse-captions: cache {self.cache} was captioned every {old.caption_every} frames at stride "
+                f"{old.stride}; this run needs captions every {new.caption_every} frames at stride {new.stride}, "
+                "which that cache does not have")
         self.table = read_captions(self.cache)
 
     def for_source(self, names: list[str], frames: np.ndarray) -> list[str]:
@@ -358,7 +367,7 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
         adapter, items = build_dataset(cfg)
     else:
         items = sorted(adapter.items(), key=lambda item: item.name)[: cfg.limit]
-    reused = ReusedCaptions(cfg.reuse_captions_path) if cfg.reuse_captions_path is not None else None
+    reused = ReusedCaptions(cfg.reuse_captions_path, cfg.sampling) if cfg.reuse_captions_path is not None else None
     if reused is not None and reused.cache.resolve() == cfg.out_path.resolve():
         raise ExtractConfigError(f"--reuse-captions names the output cache {cfg.out_path}; pass the cache "
                                  "the captions come from, and a new --out for the new encoders")
