@@ -303,6 +303,7 @@ def test_runner_writes_every_file_resumes_and_survives_failures(small_cache, tmp
     md = (out / "ablations.md").read_text()
     assert "| **full** | reference | 2 |" in md and "| concat | fusion | 2 |" in md
     assert "Failed runs (2" in md and "![Mean ± std per configuration](plots/bars.png)" in md
+    assert "best-epoch validation score; early stopping used the same validation videos" in md
 
     # resume: finished runs are not repeated, failed ones are retried
     calls = _count_fits(monkeypatch)
@@ -342,3 +343,23 @@ def test_cli_dry_run_and_report(small_cache, tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert_png(tmp_path / "run" / "report" / "va_density.png")
+
+
+def test_resume_notices_a_cache_rewritten_at_the_same_path(tmp_path):
+    import shutil
+
+    from fgvu.ablations.runner import _finished
+    from fgvu.fusion.checkpoint import cache_fingerprint
+    from fgvu.synth.features import write_feature_cache
+
+    cache = write_feature_cache(tmp_path / "cache", "va", videos=4, frames=100, dims=8)
+    cfg, run = FitConfig(), tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"val": {"ccc_mean": 0.5}}))
+    (run / "config.json").write_text(json.dumps({"fit": cfg.to_dict(), "cache": str(cache.resolve()),
+                                                 "cache_fingerprint": cache_fingerprint(cache)}))
+    assert _finished(run, cfg, cache, cache_fingerprint(cache)) == {"val": {"ccc_mean": 0.5}}
+    assert cache_fingerprint(cache) == cache_fingerprint(cache)
+    shutil.rmtree(cache)
+    write_feature_cache(cache, "va", videos=5, frames=120, dims=8)  # re-extracted: other videos
+    assert _finished(run, cfg, cache, cache_fingerprint(cache)) is None

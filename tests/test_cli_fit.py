@@ -114,3 +114,18 @@ def test_help_shows_dataclass_defaults():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert f"(default: {FitConfig().lr})" in text and "(default: v,i,t)" in text
+
+
+def test_fit_keeps_a_finished_run_made_with_other_options(cache, tmp_path):
+    run = tmp_path / "run"
+    args = ["fit", cache, "--modalities", "t", "--epochs", 1, "--out", run, *TINY]
+    assert invoke(*args).exit_code == 0
+    finished = (run / "metrics.json").read_bytes()
+    result = invoke(*args, "--lr", "0.005")
+    assert isinstance(result.exception, FgvuError), result.output
+    assert re.search(r"another configuration \(lr: 0\.001 -> 0\.005\).*--force", str(result.exception))
+    assert (run / "metrics.json").read_bytes() == finished  # nothing was deleted
+    assert invoke(*args).exit_code == 0  # the same options: a re-run in place
+    result = invoke(*args, "--lr", "0.005", "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["fit"]["lr"] == 0.005

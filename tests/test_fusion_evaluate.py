@@ -109,3 +109,16 @@ def test_violence_averages_probabilities_then_thresholds(tmp_path):
     pred = table.y_pred[:, 0].astype(int)
     assert m["accuracy"] == pytest.approx(np.mean(y == pred))
     assert m["confusion"] == [[int(((y == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+
+
+def test_format_table_counts_all_and_valid_frames():
+    from fgvu.fusion.evaluate import format_table
+
+    result = {"task": "va", "split": "val", "n_videos": 2, "cache": "c", "n_frames": 19, "n_valid": 12,
+              "metrics": {"ccc_mean": 0.5},
+              "per_video": {"vid0": {"n_frames": 14, "n_valid": 10, "ccc_mean": 0.25},
+                            "vid1": {"n_frames": 5, "n_valid": 2}}}
+    lines = format_table(result).splitlines()
+    assert lines[1].split() == ["video", "frames", "valid", "ccc_mean"]
+    assert lines[3].split() == ["vid0", "14", "10", "0.2500"] and lines[4].split() == ["vid1", "5", "2", "-"]
+    assert lines[-1].split() == ["all", "videos", "19", "12", "0.5000"]

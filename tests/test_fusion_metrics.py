@@ -116,6 +116,10 @@ def test_va_and_violence_metric_dicts():
     got = va_metrics(t, p, mask=mask)
     v, a = reference_ccc(t[mask[:, 0], 0], p[mask[:, 0], 0]), reference_ccc(t[mask[:, 1], 1], p[mask[:, 1], 1])
     assert got == pytest.approx({"ccc_valence": v, "ccc_arousal": a, "ccc_mean": (v + a) / 2})
+    no_arousal = mask.copy()
+    no_arousal[:, 1] = False  # a dimension without valid entries is undefined, not an error
+    got = va_metrics(t, p, mask=no_arousal)
+    assert got["ccc_valence"] == pytest.approx(v) and np.isnan(got["ccc_arousal"]) and np.isnan(got["ccc_mean"])
 
     labels = np.array([0, 1, 1, 0, 1])
     prob = np.array([0.1, 0.8, 0.4, 0.3, 0.7])

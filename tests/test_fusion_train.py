@@ -1,17 +1,18 @@
-"""Training on synthetic caches: it learns, fusion helps, runs are reproducible and reloadable.
+"""Training on synthetic caches: it learns, fusion helps, runs are reproducible on CPU and reloadable.
 
 Margins were checked by hand on seeds 0-3 (fused val CCC 0.68-0.82, best single modality
 0.44-0.59, shuffled labels -0.14-0.25); the tests use seed 0.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fgvu.fusion.checkpoint import load_checkpoint, save_weights
+from fgvu.fusion.checkpoint import cache_fingerprint, load_checkpoint, save_weights
 from fgvu.fusion.config import FitConfig, ModelConfig
 from fgvu.fusion.evaluate import evaluate, predict
 from fgvu.fusion.train import FitError, fit
@@ -72,6 +73,7 @@ def test_run_folder_contents(fused_run, va_cache):
     meta = json.loads((out / "config.json").read_text())
     assert meta["task"] == "va" and meta["dims"] == {"v": 48, "i": 48, "t": 32} and meta["n_steps"] == 16
     assert FitConfig.from_dict(meta["fit"]) == config()
+    assert meta["cache_fingerprint"] == cache_fingerprint(va_cache)
     assert not set(meta["splits"]["train"]) & set(meta["splits"]["val"])
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, result["epochs_run"] + 1))
@@ -100,6 +102,9 @@ def test_evaluate_reproduces_fit_and_checkpoint_round_trip(fused_run, tmp_path):
         assert report["metrics"][key] == pytest.approx(value, abs=1e-6)
     assert json.loads((out / "eval.json").read_text())["metrics"] == pytest.approx(report["metrics"])
     assert len(report["per_video"]) == result["n_val_videos"]
+    frames = np.load(out / "val_frames.npz")
+    assert report["n_frames"] == len(frames["mask"]) > report["n_valid"] == frames["mask"].all(axis=1).sum()
+    assert report["n_valid"] == sum(v["n_valid"] for v in report["per_video"].values())
     # round trip: load, save, load again -> identical weights, normalisation and predictions
     first = load_checkpoint(out)
     save_weights(tmp_path, first.model, first.norm)
@@ -115,6 +120,20 @@ def test_evaluate_reproduces_fit_and_checkpoint_round_trip(fused_run, tmp_path):
     # a test-split evaluation goes to its own file
     evaluate(out, split="test")
     assert (out / "eval-test.json").exists()
+
+
+def test_config_without_cache_is_a_checkpoint_error(fused_run, tmp_path):
+    import shutil
+
+    from fgvu.fusion.checkpoint import CheckpointError
+
+    out, _ = fused_run
+    meta = json.loads((out / "config.json").read_text())
+    del meta["cache"]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    shutil.copy(out / "model.safetensors", tmp_path)
+    with pytest.raises(CheckpointError, match=r"config.json: missing keys \['cache'\]"):
+        evaluate(tmp_path)
 
 
 def test_predict_writes_aff_wild2_submission_files(fused_run, va_cache, tmp_path):
@@ -178,6 +197,15 @@ def test_bad_training_requests(va_cache, tmp_path):
         fit(va_cache, config(augment=("cutout",)), tmp_path / "b", progress=False)
 
 
+def test_unavailable_or_unknown_device_is_a_fit_error(va_cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FitError, match="no CUDA GPU is available"):
+        fit(va_cache, config(device="cuda"), tmp_path / "a", progress=False)
+    with pytest.raises(FitError, match="'gpu0' is not a torch device"):
+        fit(va_cache, config(device="gpu0"), tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 @pytest.mark.parametrize("epochs,steps_per_epoch,warmup", [(1, 1, 1.0), (2, 1, 1.0), (30, 1, 1.0), (3, 1, 0.0),
                                                             (1, 4, 1.0), (5, 2, 0.5)])
@@ -193,3 +221,44 @@ def test_lr_schedule_steps_through_short_runs(schedule, epochs, steps_per_epoch,
         optimizer.step()
         scheduler.step()
     assert all(np.isfinite(used)) and 0 < max(used) <= cfg.lr * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("device,expected", [("cuda:1", [1]), ("cuda", [0]), ("cpu", [])])
+def test_seeded_forks_the_run_device_and_sets_cublas_workspace(monkeypatch, device, expected):
+    import contextlib
+
+    from fgvu.fusion import train
+
+    forked, deterministic = [], []
+
+    @contextlib.contextmanager
+    def fake_fork_rng(devices):
+        forked.append(list(devices))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", fake_fork_rng)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    def record(on, warn_only=False):
+        deterministic.append((on, os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", record)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "unset")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    with train._seeded(0, device):
+        pass
+    assert forked == [expected]
+    if expected:  # the workspace is configured before deterministic algorithms are switched on, then restored
+        assert deterministic[0] == (True, ":4096:8") and deterministic[1][0] is False
+    else:
+        assert deterministic == [] and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_seeded_restores_the_global_random_state():
+    from fgvu.fusion.train import _seeded
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with _seeded(7, "cpu"):
+        inside = torch.rand(3)
+    assert torch.equal(torch.rand(3), expected) and not torch.equal(inside, expected)

@@ -77,7 +77,10 @@ def load_val_frames(run_dir: str | Path) -> ValFrames:
 
 
 def _ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """The benchmark CCC, or nan for fewer than two frames or a constant truth and prediction."""
+    """The benchmark CCC, or nan for fewer than two frames or non-finite predictions (a diverged model).
+
+    A constant truth and prediction is not nan: metrics.ccc scores that 0/0 case 0.
+    """
     from fgvu.fusion.metrics import ccc
 
     if len(y_true) < 2:

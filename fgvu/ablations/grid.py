@@ -38,7 +38,7 @@ from pathlib import Path
 
 from fgvu.cache_schema import CacheSpec
 from fgvu.errors import FgvuError
-from fgvu.fusion.config import AUGMENTATIONS, FitConfig, ModelConfig
+from fgvu.fusion.config import AUGMENTATIONS, FitConfig
 from fgvu.settings import SettingsError, apply_overrides
 
 REFERENCE = "full"

@@ -203,7 +203,9 @@ def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: s
         f"# Ablations: {plan.task} on `{plan.cache}`\n",
         f"Frame-level validation {METRIC_LABELS[metric]} over seeds {', '.join(map(str, plan.seeds))} "
         f"({len(plan.runs)} runs of {len(plan.grid.ablations)} configurations, {plan.grid.source}; "
-        f"up to {cfg.epochs} epochs each). Each configuration is compared with **{reference}** by a two-sided "
+        f"up to {cfg.epochs} epochs each). The score of a run is its best-epoch validation score; early "
+        f"stopping used the same validation videos, so absolute values are optimistic, comparisons between "
+        f"configurations are fair. Each configuration is compared with **{reference}** by a two-sided "
         f"paired t-test over seeds; `*` marks differences significant at {ALPHA} after Holm correction over "
         f"{tested} comparisons.\n",
         markdown_summary(summary, metric, reference),

@@ -2,8 +2,9 @@
 
 Runs go to `jobs` worker processes (one torch thread each, so workers do not oversubscribe
 the cores). The grid resumes: a run whose metrics.json exists, made with the same
-configuration on the same cache, is not repeated. A run that fails is recorded with its error
-(and error.txt in its folder) and the rest of the grid goes on; the next invocation retries it.
+configuration on the same cache (same path and same content fingerprint), is not repeated.
+A run that fails is recorded with its error (and error.txt in its folder) and the rest of
+the grid goes on; the next invocation retries it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
 from fgvu.ablations.report import write_report
 from fgvu.cache_schema import read_spec
+from fgvu.fusion.checkpoint import cache_fingerprint
 from fgvu.fusion.config import FitConfig
 
 
@@ -111,14 +113,15 @@ def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base:
     return plan
 
 
-def _finished(run_dir: Path, cfg: FitConfig, cache: Path) -> dict | None:
-    """The metrics of a finished run made with `cfg` on `cache`, else None."""
+def _finished(run_dir: Path, cfg: FitConfig, cache: Path, fingerprint: str) -> dict | None:
+    """The metrics of a finished run made with `cfg` on `cache` whose content has `fingerprint`, else None."""
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         config = json.loads((run_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    same_cache = Path(str(config.get("cache", ""))).resolve() == cache.resolve()
+    same_cache = (Path(str(config.get("cache", ""))).resolve() == cache.resolve()
+                  and config.get("cache_fingerprint") == fingerprint)  # re-extracted at the same path: re-run
     return metrics if same_cache and config.get("fit") == cfg.to_dict() else None
 
 
@@ -161,9 +164,10 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
     runs_root.mkdir(parents=True, exist_ok=True)
     results: dict[str, RunResult] = {}
     todo: list[RunSpec] = []
+    fingerprint = cache_fingerprint(plan.cache)
     for run in plan.runs:
         run_dir = runs_root / run.name
-        metrics = _finished(run_dir, run.fit, plan.cache)
+        metrics = _finished(run_dir, run.fit, plan.cache, fingerprint)
         if metrics is not None:
             results[run.name] = RunResult(run, "resumed", run_dir, metrics)
             continue

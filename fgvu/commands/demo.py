@@ -41,7 +41,7 @@ def demo(
     typer.echo("\n".join(summary.lines()))
     typer.secho(f"[3/4] fgvu fit --modalities v,i,t --fusion xattn -> {run}", bold=True)
     cfg = FitConfig(seed=seed) if epochs is None else FitConfig(epochs=epochs, seed=seed)
-    fit(cache, cfg, run)
+    fit(cache, cfg, run, overwrite=True)  # the demo owns its run folder
     typer.secho(f"[4/4] fgvu evaluate {run}", bold=True)
     typer.echo(format_table(evaluate(run)))
     typer.secho(f"demo finished in {time.perf_counter() - t0:.0f} s; next: `make ablations`", fg=typer.colors.GREEN)

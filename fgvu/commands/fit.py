@@ -63,7 +63,8 @@ def fit_cmd(
     dataset: Optional[str] = typer.Option(None, help="Pick the cache caches/<dataset> when CACHE is not given."),
     task: Optional[str] = typer.Option(None, help="va or violence. Inferred from the cache; a value that "
                                        "disagrees with the cache is an error."),
-    out: Optional[Path] = typer.Option(None, help="Run folder. (default: runs/<dataset>-<modalities>-<fusion>-s<seed>)"),
+    out: Optional[Path] = typer.Option(None, help="Run folder; a finished run there made with other options is "
+                                       "kept unless --force. (default: runs/<dataset>-<modalities>-<fusion>-s<seed>)"),
     modalities: Optional[str] = typer.Option(None, help="Modalities to fuse: comma-separated subset of v (video), "
                                              "i (image), t (text)." + _d(_MODEL, "modalities")),
     fusion: Optional[str] = typer.Option(None, help="Fusion block: xattn (query attends to the others), xattn-sym "
@@ -122,11 +123,14 @@ def fit_cmd(
                                             "training videos instead; any other missing split is an error."
                                             + _d(_FIT, "val_split")),
     val_fraction: Optional[float] = typer.Option(None, help="Share of training videos held out when the cache has "
-                                                 "no val videos (with the default --val-split)." + _d(_FIT, "val_fraction")),
+                                                 "no val videos (with the default --val-split)."
+                                                 + _d(_FIT, "val_fraction")),
     normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize",
                                              help="Per-dimension normalisation from the training videos."
                                              + _d(_FIT, "normalize")),
     device: Optional[str] = typer.Option(None, help="Torch device (cpu, cuda, cuda:1)." + _d(_FIT, "device")),
+    force: bool = typer.Option(False, "--force", help="Replace a finished run in the run folder even when it was "
+                               "made with other options (the same options re-run it without --force)."),
     progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
 ) -> None:
     """Train the fusion head on a feature cache and keep the best checkpoint."""
@@ -155,7 +159,7 @@ def fit_cmd(
     cfg = build_fit_config(model_options, fit_options)
     if out is None:
         out = Path(paths().runs) / f"{spec.dataset}-{''.join(cfg.model.modalities)}-{cfg.model.fusion}-s{cfg.seed}"
-    result = fit(cache, cfg, out, progress=progress)
+    result = fit(cache, cfg, out, progress=progress, overwrite=force)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float))
     typer.echo(f"best epoch {result['best_epoch']} of {result['epochs_run']}: {metrics}")
     typer.echo(f"run folder: {out}")

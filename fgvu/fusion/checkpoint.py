@@ -49,6 +49,34 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def cache_fingerprint(cache: str | Path) -> str:
+    """sha256 of cache.json and the committed videos (sorted names with their frame counts).
+
+    Reads only cache.json, each part's commit.json and its two small video columns, so it is
+    cheap on a large cache. Re-extracting a cache with other encoders, sampling or videos
+    changes it; rewriting the same videos' features with the same settings does not.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from fgvu.cache_schema import open_part, part_dirs, read_commit
+
+    cache = Path(cache)
+    digest = hashlib.sha256((cache / "cache.json").read_bytes())
+    videos = []
+    for part in part_dirs(cache):
+        n = read_commit(part)["rows"]["videos"]
+        if n == 0:
+            continue
+        group = open_part(part)
+        names = group["videos/name"][:n].tolist()
+        frames = np.asarray(group["videos/n_frames"][:n]).tolist()
+        videos += [f"{name}\t{int(f)}" for name, f in zip(names, frames)]
+    digest.update("\n".join(sorted(videos)).encode())
+    return digest.hexdigest()
+
+
 def save_config(run: str | Path, meta: dict) -> None:
     """Write config.json: {"fit": FitConfig.to_dict(), "task", "dims", "cache", ...}."""
     run = Path(run)
@@ -81,7 +109,7 @@ def read_config(run: str | Path) -> dict:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    missing = [k for k in ("fit", "task", "dims", "n_outputs") if k not in meta]
+    missing = [k for k in ("fit", "cache", "task", "dims", "n_outputs") if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: missing keys {missing}")
     return meta

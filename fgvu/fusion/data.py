@@ -110,10 +110,6 @@ class Normalization:
             return None
         return cls({m: tensors[f"norm.{m}.mean"] for m in letters}, {m: tensors[f"norm.{m}.std"] for m in letters})
 
-    def to(self, device: torch.device | str) -> "Normalization":
-        return Normalization({m: t.to(device) for m, t in self.mean.items()},
-                             {m: t.to(device) for m, t in self.std.items()})
-
 
 def _moments(table: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over `rows` of `table` (any trailing shape, last axis = feature), in float64."""
@@ -177,7 +173,7 @@ class FeatureData:
         self.dims = {m: int(tables_np[m].shape[-1]) for m in self.modalities}
         self.lengths = {m: int(index_np[m].shape[1]) if m in index_np else int(tables_np[m].shape[1])
                         for m in self.modalities}
-        self._tables_np = tables_np
+        self._tables_np, self._index_np = tables_np, index_np
         self.tables = {m: torch.from_numpy(np.ascontiguousarray(t)).to(self.device) for m, t in tables_np.items()}
         self.index = {m: torch.from_numpy(np.ascontiguousarray(i, dtype=np.int64)).to(self.device)
                       for m, i in index_np.items()}
@@ -213,17 +209,15 @@ class FeatureData:
             raise DataError(f"cache {view.path}: video {str(view.videos.name[video])!r} has NaN or Inf targets on valid frames")
 
     def fit_normalization(self, train_videos: np.ndarray) -> Normalization:
-        """Per-dimension statistics from the training videos' rows only."""
+        """Per-dimension statistics from the training videos' rows only: for images and
+        captions, the rows the training windows actually read (with --image-frames 8, every
+        second grid frame; never the ones the model does not see)."""
         windows = self.windows_of(train_videos)
         if len(windows) == 0:
             raise DataError(f"cache {self.view.path}: the training videos have no windows")
         mean, std = {}, {}
         for m, table in self._tables_np.items():
-            if m == "v":
-                rows = windows
-            else:
-                full = self.view.image_index if m == "i" else self.view.caption_index
-                rows = np.unique(full[windows])
+            rows = windows if m == "v" else np.unique(self._index_np[m][windows])
             mu, sd = _moments(table, rows)
             mean[m] = torch.from_numpy(mu.astype(np.float32)).to(self.device)
             std[m] = torch.from_numpy(np.maximum(sd, 1e-6).astype(np.float32)).to(self.device)

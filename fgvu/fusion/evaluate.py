@@ -131,12 +131,7 @@ def table_metrics(task: str, table: FrameTable, rows: np.ndarray | None = None) 
     sel = slice(None) if rows is None else rows
     y_true, y_pred, mask = table.y_true[sel], table.y_pred[sel], table.mask[sel]
     if task == "va":
-        out = {}
-        for j, name in enumerate(("valence", "arousal")):
-            m = mask[:, j]
-            out[f"ccc_{name}"] = float(metrics.ccc(y_true[m, j], y_pred[m, j])) if m.any() else float("nan")
-        out["ccc_mean"] = float(np.mean([out["ccc_valence"], out["ccc_arousal"]]))
-        return out
+        return metrics.va_metrics(y_true, y_pred, mask)
     m = mask[:, 0]
     result = metrics.violence_metrics(y_true[m, 0].astype(np.int64), table.prob[sel][m])
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
@@ -180,8 +175,9 @@ def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
 def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val") -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
 
-    Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "metrics": {...},
-    "per_video": {name: {...}}}; a split other than val goes to RUN/eval-<split>.json.
+    Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
+    "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
+    all valid. A split other than val goes to RUN/eval-<split>.json.
     """
     from fgvu.fusion.checkpoint import write_json
 
@@ -196,14 +192,15 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
                            **(table_metrics(ckpt.task, table, sel) if table.mask[sel].any() else {})}
     result = {
         "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split,
-        "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "metrics": overall, "per_video": per_video,
+        "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "n_valid": int(table.mask.all(axis=1).sum()),
+        "metrics": overall, "per_video": per_video,
     }
     write_json(run / ("eval.json" if split == "val" else f"eval-{split}.json"), _finite(result))
     return result
 
 
 def _finite(obj):
-    """JSON has no NaN: undefined metrics (e.g. CCC of a constant video) become null."""
+    """JSON has no NaN: undefined metrics (e.g. the CCC of a dimension with no valid frame) become null."""
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -246,10 +243,11 @@ def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | 
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table of an evaluate() result: overall, then per video."""
+    """A plain-text table of an evaluate() result: per video, then overall (all frames, and the
+    valid ones the metrics use)."""
     overall = {k: v for k, v in result["metrics"].items() if not isinstance(v, list)}
     keys = list(overall)
-    head = f"{'video':<28}{'frames':>8}" + "".join(f"{k:>14}" for k in keys)
+    head = f"{'video':<28}{'frames':>8}{'valid':>8}" + "".join(f"{k:>14}" for k in keys)
     lines = [f"{result['task']} · split {result['split']} · {result['n_videos']} videos · {result['cache']}", head,
              "-" * len(head)]
 
@@ -257,9 +255,10 @@ def format_table(result: dict) -> str:
         return f"{x:>14.4f}" if isinstance(x, (int, float)) else f"{'-':>14}"
 
     for name, m in result["per_video"].items():
-        lines.append(f"{name[:27]:<28}{m['n_frames']:>8}" + "".join(fmt(m.get(k)) for k in keys))
+        lines.append(f"{name[:27]:<28}{m['n_frames']:>8}{m['n_valid']:>8}" + "".join(fmt(m.get(k)) for k in keys))
     lines.append("-" * len(head))
-    lines.append(f"{'all valid frames':<28}{result['n_frames']:>8}" + "".join(fmt(overall[k]) for k in keys))
+    lines.append(f"{'all videos':<28}{result['n_frames']:>8}{result['n_valid']:>8}"
+                 + "".join(fmt(overall[k]) for k in keys))
     if "confusion" in result["metrics"]:
         lines.append(f"confusion (rows true 0/1, columns predicted 0/1): {result['metrics']['confusion']}")
     return "\n".join(lines)

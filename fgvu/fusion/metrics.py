@@ -85,13 +85,17 @@ def expected_calibration_error(y_true, prob, bins: int = 10, mask=None) -> float
 
 
 def va_metrics(y_true, y_pred, mask=None) -> dict[str, float]:
-    """Valence/arousal CCCs from [N, 2] arrays (mask [N, 2] bool per dim, optional)."""
+    """Valence/arousal CCCs from [N, 2] arrays (mask [N, 2] bool per dim, optional).
+
+    A dimension with no valid entries scores nan (undefined), and so does the mean then.
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 2 or y_true.shape[1] != 2 or y_true.shape != y_pred.shape:
         raise MetricError(f"va_metrics needs [N, 2] arrays; got {y_true.shape} and {y_pred.shape}")
-    masks = (None, None) if mask is None else (np.asarray(mask)[:, 0], np.asarray(mask)[:, 1])
-    v = ccc(y_true[:, 0], y_pred[:, 0], masks[0])
-    a = ccc(y_true[:, 1], y_pred[:, 1], masks[1])
+    masks = np.ones(y_true.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if masks.shape != y_true.shape:
+        raise MetricError(f"va_metrics: mask has shape {masks.shape}, values {y_true.shape}")
+    v, a = (ccc(y_true[:, j], y_pred[:, j], masks[:, j]) if masks[:, j].any() else float("nan") for j in (0, 1))
     return {"ccc_valence": v, "ccc_arousal": a, "ccc_mean": (v + a) / 2}
 
 

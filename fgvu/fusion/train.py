@@ -5,7 +5,7 @@ augmentation and mixup, an optional autoencoding term, and early stopping on the
 validation metric (ccc_mean for va, f1_macro for violence). The best epoch's model is kept.
 
 Run folder:
-    config.json       {"fit": FitConfig, "cache", "task", "dims", "splits", ...}
+    config.json       {"fit": FitConfig, "cache", "cache_fingerprint", "task", "dims", "splits", ...}
     model.safetensors best weights + normalisation statistics (norm.<m>.mean / .std)
     metrics.jsonl     one line per epoch: epoch, train_loss, val, lr, seconds
     metrics.json      {"task", "best_epoch", "val": {...}, ...}
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 
 from fgvu.cache_schema import TASKS, open_cache
 from fgvu.errors import FgvuError
-from fgvu.fusion.checkpoint import save_config, save_weights, write_json
+from fgvu.fusion.checkpoint import cache_fingerprint, save_config, save_weights, write_json
 from fgvu.fusion.config import FitConfig
 from fgvu.fusion.data import FeatureData, train_val_videos
 from fgvu.fusion.evaluate import evaluate_windows
@@ -39,6 +40,24 @@ class FitError(FgvuError):
     """A training configuration that cannot work with this cache."""
 
 
+def _check_device(device: str) -> None:
+    """A device string torch understands and this machine has; else a FitError saying which."""
+    import torch
+
+    try:
+        target = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise FitError(f"--device {device!r} is not a torch device (use cpu, cuda or cuda:<index>): {e}") from None
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FitError(f"--device {device}: no CUDA GPU is available here (torch {torch.__version__}); "
+                           "use --device cpu")
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise FitError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise FitError(f"--device {device}: Apple MPS is not available here; use --device cpu")
+
+
 def _loss_kind(cfg: FitConfig, task: str) -> str:
     kind = cfg.loss or ("ccc" if task == "va" else "ce")
     allowed = ("ccc", "ccc+mse") if task == "va" else ("ce", "focal")
@@ -49,18 +68,25 @@ def _loss_kind(cfg: FitConfig, task: str) -> str:
 
 @contextlib.contextmanager
 def _seeded(seed: int, device: str):
-    """Seed torch inside, restoring the global random state after.
+    """Seed torch inside, restoring the global random state (CPU and the run's CUDA device) after.
 
-    CPU kernels are deterministic for a fixed thread count; on accelerators, deterministic
-    algorithms are requested too (warn-only, as some kernels have no deterministic variant).
+    Runs are reproducible on CPU (its kernels are deterministic for a fixed thread count), and
+    use deterministic kernels on GPU: deterministic algorithms are requested there (warn-only,
+    as some kernels have no deterministic variant), with the cuBLAS workspace setting they need.
     """
     import torch
 
     previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    accelerated = torch.device(device).type != "cpu"
-    with torch.random.fork_rng(devices=[]):
+    target = torch.device(device)
+    accelerated = target.type != "cpu"
+    cuda_devices = []
+    if target.type == "cuda":
+        cuda_devices = [target.index if target.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         if accelerated:
+            if target.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace (read at first use)
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             yield
@@ -124,9 +150,44 @@ class _Objective:
         )
 
 
-def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True) -> dict:
+def _flat_fit(meta: dict) -> dict:
+    """config.json's fit configuration as one flat dict ("model.d_model", "lr", ...)."""
+    fit_cfg = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
+    flat = {k: v for k, v in fit_cfg.items() if k != "model"}
+    model = fit_cfg.get("model") if isinstance(fit_cfg.get("model"), dict) else {}
+    flat.update({f"model.{k}": v for k, v in model.items()})
+    return flat
+
+
+def _check_overwrite(out: Path, cfg: FitConfig, cache: str | Path) -> None:
+    """Refuse to replace a finished run (metrics.json) made with another configuration or cache.
+
+    The same configuration on the same cache is a re-run and may replace it.
+    """
+    if not (out / "metrics.json").exists():
+        return
+    try:
+        old = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    before, after = _flat_fit(old), _flat_fit({"fit": cfg.to_dict()})
+    changes = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
+    cache = str(Path(cache).resolve())
+    if old.get("cache") != cache:
+        changes.append(f"cache: {old.get('cache')!r} -> {cache!r}")
+    if changes:
+        listed = "; ".join(changes[:6]) + (f"; ... ({len(changes)} differences)" if len(changes) > 6 else "")
+        raise FitError(f"run folder {out} holds a finished run with another configuration ({listed}); "
+                       "choose another --out, or pass --force to replace it")
+
+
+def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
+    A finished run in `out` made with another configuration or cache is an error unless
+    `overwrite`; the same configuration and cache re-runs in place.
     Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
     """
     import torch
@@ -138,8 +199,11 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
         raise FitError(f"unknown augmentations {unknown_aug}; known: noise, modality-dropout, temporal-mask, mixup")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise FitError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}")
+    _check_device(cfg.device)
     started = time.time()
     out = Path(out)
+    if not overwrite:
+        _check_overwrite(out, cfg, cache)
     view = open_cache(cache)
     task = view.spec.task
     _loss_kind(cfg, task)
@@ -155,7 +219,8 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     meta = {
-        "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "dataset": view.spec.dataset, "task": task,
+        "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
+        "dataset": view.spec.dataset, "task": task,
         "target_names": list(TASKS[task]), "dims": data.dims, "n_outputs": N_OUTPUTS,
         "splits": {"train": view.videos.name[train_rows].tolist(), "val": view.videos.name[val_rows].tolist()},
         "normalization": "model.safetensors: norm.<modality>.mean / norm.<modality>.std" if norm else None,
