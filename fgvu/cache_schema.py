@@ -148,10 +148,12 @@ class VideoRecord:
     video: dict[int, np.ndarray] = field(default_factory=dict)  # T -> [W, T, Dv]
 
 
-def _atomic_write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically and durably: a crash leaves the old file or the new one, never half."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
+        f.write("\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -369,13 +371,13 @@ class PartWriter:
         }
         failures = [f for f in self.commit["failures"] if f["video"] != rec.name]  # it failed before, not now
         self.commit = {**self.commit, "rows": rows, "failures": failures}
-        _atomic_write_json(self.path / "commit.json", self.commit)
+        write_json(self.path / "commit.json", self.commit)
 
     def record_failure(self, video: str, reason: str) -> None:
         """Log a video that could not be extracted; it stays in the part's failure list."""
         failures = [f for f in self.commit["failures"] if f["video"] != video]
         self.commit = {**self.commit, "failures": [*failures, {"video": video, "reason": reason}]}
-        _atomic_write_json(self.path / "commit.json", self.commit)
+        write_json(self.path / "commit.json", self.commit)
 
     def close(self) -> None:
         if not self._lock.closed:

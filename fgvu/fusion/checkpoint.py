@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fgvu.cache_schema import write_json
 from fgvu.errors import FgvuError
 from fgvu.fusion.config import FitConfig
 
@@ -41,12 +42,6 @@ class Checkpoint:
     def task(self) -> str:
         return self.meta["task"]
 
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (a crash never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def cache_fingerprint(cache: str | Path) -> str:

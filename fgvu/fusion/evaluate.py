@@ -179,7 +179,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
     all valid. A split other than val goes to RUN/eval-<split>.json.
     """
-    from fgvu.fusion.checkpoint import write_json
+    from fgvu.cache_schema import write_json
 
     run = Path(run)
     ckpt, data = _load(run, cache)

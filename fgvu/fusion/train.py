@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache_schema import TASKS, open_cache
+from fgvu.cache_schema import TASKS, open_cache, write_json
 from fgvu.errors import FgvuError
-from fgvu.fusion.checkpoint import cache_fingerprint, save_config, save_weights, write_json
+from fgvu.fusion.checkpoint import cache_fingerprint, save_config, save_weights
 from fgvu.fusion.config import FitConfig
 from fgvu.fusion.data import FeatureData, train_val_videos
 from fgvu.fusion.evaluate import evaluate_windows
