@@ -27,17 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fgvu.extract.encoders.minigpt4 import (
-    SYSTEM_MESSAGE,
-    MiniGPT4,
-    MiniGPT4Config,
-    MiniGPT4Error,
-    QFormerSpec,
-    VisionTowerSpec,
-    build_vision_bridge,
-    check_fits_device,
-    write_tiny_llama_tokenizer,
-)
+from fgvu.extract.encoders.minigpt4_config import MiniGPT4Config, MiniGPT4Error, QFormerSpec, VisionTowerSpec
+from fgvu.extract.encoders.minigpt4_conversation import SYSTEM_MESSAGE
+from fgvu.extract.encoders.minigpt4_loading import check_fits_device
+from fgvu.extract.encoders.minigpt4_model import MiniGPT4, build_vision_bridge
+from fgvu.extract.encoders.tiny_llama_tokenizer import write_tiny_llama_tokenizer
 
 QUESTION = (
     "Describe the facial expression of the person in terms of valence (positive or negative) and "

@@ -166,7 +166,7 @@ def bench_videoprism_transformers(encoder, clips: np.ndarray, args, plan: Plan, 
     from transformers import VideoPrismVisionModel
 
     from fgvu.extract.encoders.device import torch_dtype
-    from fgvu.extract.encoders.videoprism import transformers_vision_config
+    from fgvu.extract.encoders.videoprism_model import transformers_vision_config
 
     config = encoder.model.config
     hf_config = transformers_vision_config(config)
@@ -241,13 +241,14 @@ def bench_clip_preprocessing(encoder, images: np.ndarray, plan: Plan) -> None:
 
 
 def bench_captioner(args, plan: Plan) -> None:
-    from fgvu.extract.encoders.registry import DEFAULT_PROMPTS, build_captioner
+    from fgvu.extract.datasets.dvd import DVDAdapter
+    from fgvu.extract.encoders.registry import build_captioner
 
     start = time.perf_counter()
     captioner = build_captioner("captioner-tiny", device=args.device, batch_size=plan.batch, max_new_tokens=30)
     build = time.perf_counter() - start
     images = random_frames((plan.batch, *FRAME_SHAPE))
-    first, steady = time_calls(lambda: captioner.caption(images, DEFAULT_PROMPTS["dvd"]), plan.iters)
+    first, steady = time_calls(lambda: captioner.caption(images, DVDAdapter.default_prompt), plan.iters)
     report("captioner-tiny", "captions", plan.batch, build, first, steady, None, None)
 
 

@@ -28,8 +28,8 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fgvu.cache_schema import CacheSpec, PartWriter, VideoRecord  # noqa: E402
-from fgvu.cache_tools import disk_size  # noqa: E402
+from fgvu.cache import CacheSpec, PartWriter, VideoRecord  # noqa: E402
+from fgvu.cache.tools import disk_size  # noqa: E402
 from fgvu.extract.config import ExtractConfig  # noqa: E402
 from fgvu.extract.encoders.base import Captioner, ImageTextEncoder, VideoEncoder, make_fingerprint  # noqa: E402
 from fgvu.extract.encoding import BatchSizes, EncoderSet, SourceEncoder, conversion_size  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fgvu.cache_schema import open_cache
+from fgvu.cache import open_cache
 from fgvu.fusion.config import ModelConfig
 from fgvu.fusion.data import FeatureData, Normalization
 from fgvu.fusion.losses import va_loss

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 import typer
 
+import fgvu
 from fgvu.errors import FgvuError
 
 app = typer.Typer(
@@ -21,6 +23,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "fgvu.commands.extract",
     "fgvu.commands.fit",
+    "fgvu.commands.evaluate",
     "fgvu.commands.ablations",
     "fgvu.commands.cache",
     "fgvu.commands.synth",
@@ -29,6 +32,29 @@ COMMAND_MODULES = (
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+
+
+def version() -> str:
+    """The installed package's version, else `fgvu.__version__` (a source tree that is not installed)."""
+    try:
+        return importlib.metadata.version("fgvu")
+    except importlib.metadata.PackageNotFoundError:
+        return fgvu.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fgvu {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                      help="Print fgvu's version and exit."),
+) -> None:
+    # the options of `fgvu` itself, before the command; the help text is the app's
+    pass
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ Each stage keeps its defaults in one typed dataclass (ExtractConfig, FitConfig, 
     [model]
     d_model = 256
 
-CLI options override both.
+CLI options override both. Values are checked against the field types and the option specs of
+`fgvu.options` (choices, ranges); unknown sections and keys are errors.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import types
 import typing
 from pathlib import Path
 
+from fgvu import options
 from fgvu.errors import FgvuError
 
 CONFIG_FILE = "fgvu.toml"
+SECTIONS = ("paths", "extract", "fit", "model")
 
 
 class SettingsError(FgvuError):
@@ -46,14 +49,22 @@ class Paths:
 
 
 def read_toml(path: str | Path = CONFIG_FILE) -> dict:
-    """The parsed fgvu.toml, or {} when there is none."""
+    """The parsed fgvu.toml, or {} when there is none; anything but the known sections is an error."""
     path = Path(path)
     if not path.exists():
         return {}
     try:
-        return tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{path}: not valid TOML ({e})") from None
+    unknown = [f"[{k}]" for k in data if k not in SECTIONS]
+    if unknown:  # a misspelt section ([fitt]) would otherwise be ignored without a word
+        known = ", ".join(f"[{s}]" for s in SECTIONS)
+        raise SettingsError(f"{path}: unknown section(s) {', '.join(unknown)}; known sections: {known}")
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path}: {section} must be a section ([{section}]), not a single value")
+    return data
 
 
 def _coerce(value, annotation, where: str):
@@ -94,13 +105,19 @@ def _coerce(value, annotation, where: str):
 
 
 def apply_overrides(config, overrides: dict, where: str):
-    """A copy of dataclass `config` with `overrides` applied; unknown keys are errors."""
+    """A copy of dataclass `config` with `overrides` applied; unknown keys and values that their
+    field's type, choices or range refuse are errors."""
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise SettingsError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in overrides.items()}
+    try:
+        for name, value in values.items():
+            options.check_field(type(config), name, value, f"{where}.{name}")
+    except options.OptionError as e:
+        raise SettingsError(str(e)) from None
     return dataclasses.replace(config, **values)
 
 

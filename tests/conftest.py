@@ -1,6 +1,14 @@
-"""Test-wide settings: offline model hub, and one math thread per xdist worker (2 workers on 2 cores)."""
+"""Test-wide settings: the checkout under test, offline model hub, one math thread per xdist worker."""
 
 import os
+import sys
+from pathlib import Path
+
+# Test the code of the checkout these tests are in (also in subprocesses), even when the
+# installed package points at another worktree.
+ROOT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fgvu.ablations.failures import RunFolderError, failure_analysis, va_quadrants, violence_per_video, load_val_frames
+from fgvu.ablations.failures import failure_analysis, va_quadrants, violence_per_video
+from fgvu.fusion.run_folder import RunFolderError, load_val_frames
 from fgvu.ablations.grid import Ablation, Grid, GridError, default_grid, load_grid, unavailable_reason
 from fgvu.ablations.report import report_run
 from fgvu.ablations.runner import plan_grid, run_ablations
 from fgvu.ablations.stats import holm, paired_t_test, summarize
-from fgvu.cache_schema import CacheSpec
+from fgvu.cache import CacheSpec
 from fgvu.fusion.config import AUGMENTATIONS, FitConfig
 from fgvu.sampling import SamplingPlan
 
@@ -348,8 +349,8 @@ def test_cli_dry_run_and_report(small_cache, tmp_path):
 def test_resume_notices_a_cache_rewritten_at_the_same_path(tmp_path):
     import shutil
 
-    from fgvu.ablations.runner import _finished
-    from fgvu.fusion.checkpoint import cache_fingerprint
+    from fgvu.cache import cache_fingerprint
+    from fgvu.fusion.run_folder import is_finished as _finished
     from fgvu.synth.features import write_feature_cache
 
     cache = write_feature_cache(tmp_path / "cache", "va", videos=4, frames=100, dims=8)

@@ -12,8 +12,9 @@ import zarr
 from typer.testing import CliRunner
 
 from fakes import FakeAdapter, fake_encoders
-from fgvu.cache_schema import open_cache, part_path
-from fgvu.cache_tools import cache_info, info_lines, read_captions, verify_cache
+from fgvu.cache import open_cache, part_path, read_captions
+from fgvu.cache.tools import cache_info, info_lines
+from fgvu.cache.verify import verify_cache
 from fgvu.commands import cache as cache_command
 from fgvu.extract.config import ExtractConfig
 from fgvu.extract.pipeline import run_extract

@@ -324,3 +324,63 @@ def test_folder_task_inference_survives_nan_frame_numbers(tmp_path):
     assert _frame_table_task(table) == "va"  # not integer frame numbers: not a frame,label table
     table.write_text("0,1\n1,1\n2,0\n")
     assert _frame_table_task(table) == "violence"
+
+
+@pytest.mark.parametrize("task", ["va", "violence"])
+def test_folder_task_option_comes_from_the_task_registry(tmp_path, task):
+    from fgvu.tasks import TASKS
+
+    with pytest.raises(DatasetError, match=f"folder: task must be one of {', '.join(TASKS)}, got 'emotion'"):
+        build_adapter("folder", tmp_path, task="emotion")
+    adapter = build_adapter("folder", tmp_path, task=task)
+    assert adapter.task == task
+    unlabelled = adapter.load_targets(VideoItem("x", tmp_path / "x.mp4", "test", None), 4)
+    assert unlabelled.values.shape == unlabelled.mask.shape == (4, len(TASKS[task].targets))
+    assert not unlabelled.mask.any()
+
+
+def test_folder_task_option_must_fit_the_labels(tmp_path):
+    touch(tmp_path / "f/a.mp4")
+    touch(tmp_path / "f/labels.csv", "video,valence,arousal\na,0.5,0.5\n")
+    with pytest.raises(DatasetError, match="labels look like task 'va' but task='violence' was given"):
+        build_adapter("folder", tmp_path / "f", task="violence").items()
+
+
+# ---- caption prompts ----------------------------------------------------------------------
+
+
+def test_each_adapter_asks_the_captioner_about_its_task():
+    from fgvu.extract.datasets import DatasetAdapter
+
+    assert "valence" in ADAPTERS["aff-wild2"].default_prompt and "arousal" in ADAPTERS["aff-wild2"].default_prompt
+    assert "violent" in ADAPTERS["dvd"].default_prompt
+    assert ADAPTERS["folder"].default_prompt == "Describe what is happening in this image."
+    assert DatasetAdapter.default_prompt == "Describe this image briefly."
+    assert len({cls.default_prompt for cls in ADAPTERS.values()}) == len(ADAPTERS)
+
+
+def test_an_adapter_without_a_prompt_of_its_own_gets_the_generic_one(tmp_path):
+    from fgvu.extract.datasets import DatasetAdapter
+
+    class Plain(DatasetAdapter):
+        name, task = "plain", "va"
+
+        def items(self):
+            return []
+
+        def load_targets(self, item, n_frames):
+            return self.unlabelled(n_frames)
+
+    assert Plain(tmp_path).default_prompt == DatasetAdapter.default_prompt
+
+
+@pytest.mark.parametrize("dataset", ["aff-wild2", "dvd", "folder"])
+def test_caption_prompt_is_the_adapters_unless_given(tmp_path, dataset):
+    from fgvu.extract.config import ExtractConfig
+    from fgvu.extract.pipeline import caption_prompt
+
+    adapter = build_adapter(dataset, tmp_path)
+    cfg = ExtractConfig(dataset=dataset, root=str(tmp_path))
+    assert caption_prompt(cfg, adapter, None) == ADAPTERS[dataset].default_prompt
+    given = ExtractConfig(dataset=dataset, root=str(tmp_path), caption_prompt="Describe the face.")
+    assert caption_prompt(given, adapter, None) == "Describe the face."

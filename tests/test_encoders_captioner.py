@@ -7,7 +7,7 @@ import pytest
 
 from fgvu.extract.encoders import build_captioner
 from fgvu.extract.encoders.base import EncoderError
-from fgvu.extract.encoders.captioner import TransformersCaptioner, tiny_captioner_dir
+from fgvu.extract.encoders.hf_captioner import TransformersCaptioner, tiny_captioner_dir
 
 PROMPT = "What is happening?"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 import types
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from fgvu.extract.encoders import (
-    DEFAULT_PROMPTS,
+    CAPTION_BATCH,
     ENCODER_SETS,
     EncoderError,
     build_captioner,
@@ -38,13 +39,27 @@ def test_unknown_names_list_the_known_ones():
         build_video_encoder("videoprism-tiny:/some/file.npz")
 
 
-def test_sets_and_prompts():
+def test_encoder_sets():
     assert ENCODER_SETS["tiny"] == {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny"}
     assert ENCODER_SETS["paper"]["video"] == "videoprism-base"
     assert ENCODER_SETS["paper"]["image"] == "clip:ViT-L-14:openai"
     assert ENCODER_SETS["paper"]["captioner"].startswith("captioner:minigpt4:")
-    assert set(DEFAULT_PROMPTS) == {"aff-wild2", "dvd", "folder", "synthetic"}
-    assert "valence" in DEFAULT_PROMPTS["aff-wild2"] and "violent" in DEFAULT_PROMPTS["dvd"]
+
+
+def test_one_captioner_batch_default():
+    """The extraction batches, the registry and both captioners default to the same captioner batch."""
+    from fgvu.extract.config import ExtractConfig
+    from fgvu.extract.encoders.hf_captioner import TransformersCaptioner
+    from fgvu.extract.encoders.minigpt4 import MiniGPT4Captioner
+    from fgvu.extract.encoding import BatchSizes
+
+    def default(function) -> int:
+        return inspect.signature(function).parameters["batch_size"].default
+
+    assert CAPTION_BATCH == 64
+    assert BatchSizes().caption == default(build_captioner) == CAPTION_BATCH
+    assert default(TransformersCaptioner) == default(MiniGPT4Captioner) == CAPTION_BATCH
+    assert ExtractConfig(dataset="dvd").caption_batch == CAPTION_BATCH
 
 
 @pytest.fixture
@@ -76,7 +91,8 @@ def test_offline_clip_tag_fails_at_once(offline_empty_hub):
 @pytest.mark.parametrize("separator", [":", "="])
 def test_real_variant_reads_the_given_file(tmp_path, separator):
     """A local file goes straight to the loader, which checks it against the official base config."""
-    from fgvu.extract.encoders.videoprism import VIDEOPRISM_CONFIGS, init_videoprism_params, save_videoprism_npz
+    from fgvu.extract.encoders.videoprism_checkpoint import init_videoprism_params, save_videoprism_npz
+    from fgvu.extract.encoders.videoprism_model import VIDEOPRISM_CONFIGS
 
     path = tmp_path / "tiny.npz"
     save_videoprism_npz(init_videoprism_params(VIDEOPRISM_CONFIGS["videoprism-tiny"]), path)

@@ -8,17 +8,13 @@ import torch
 from flax import traverse_util
 
 from fgvu.extract.encoders.base import EncoderError, file_sha256
-from fgvu.extract.encoders.videoprism import (
-    VIDEOPRISM_CONFIGS,
-    VideoPrismConfig,
-    VideoPrismEncoder,
-    VideoPrismModel,
+from fgvu.extract.encoders.videoprism import VideoPrismEncoder, VideoPrismModel, load_videoprism
+from fgvu.extract.encoders.videoprism_checkpoint import (
     expected_param_shapes,
     init_videoprism_params,
-    load_videoprism,
     save_videoprism_npz,
-    transformers_vision_config,
 )
+from fgvu.extract.encoders.videoprism_model import VIDEOPRISM_CONFIGS, VideoPrismConfig, transformers_vision_config
 
 TINY = dict(VIDEOPRISM_CONFIGS["videoprism-tiny"])
 CONFIG = VideoPrismConfig.from_dict(TINY)

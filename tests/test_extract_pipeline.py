@@ -15,7 +15,7 @@ import pytest
 from fakes import (
     FakeAdapter, decode_features, fake_encoders, write_affwild2, write_audio_only, write_video,
 )
-from fgvu.cache_schema import CacheError, open_cache
+from fgvu.cache import CacheError, open_cache
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import SourceEncoder, conversion_size
 from fgvu.extract.parts import group_by_source, part_of, split_parts
@@ -299,7 +299,7 @@ def test_lock_refuses_a_second_writer(tmp_path, fake_dataset):
     run_extract(_cfg(tmp_path / "c"), encoders=fake_encoders(), adapter=adapter)
     holder = textwrap.dedent(f"""
         import sys, time
-        from fgvu.cache_schema import PartWriter, read_spec
+        from fgvu.cache import PartWriter, read_spec
         w = PartWriter({str(tmp_path / 'c')!r}, read_spec({str(tmp_path / 'c')!r}), 0)
         print("locked", flush=True)
         time.sleep(60)
@@ -400,7 +400,7 @@ def test_cli_with_the_tiny_encoders(tmp_path):
     """The real tiny VideoPrism, CLIP and captioner through the command: a sound cache with captions."""
     from typer.testing import CliRunner
 
-    from fgvu.cache_tools import verify_cache
+    from fgvu.cache.verify import verify_cache
 
     root = write_affwild2(tmp_path / "data", {"a": 140, "p": 80}, left_right=("p",))
     args = ["extract", "--dataset", "aff-wild2", "--root", str(root), "--out", str(tmp_path / "c"),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fakes import fake_encoders, write_affwild2
-from fgvu.cache_schema import open_cache, part_dirs
+from fgvu.cache import open_cache, part_dirs
 from fgvu.extract.config import ExtractConfig
 from fgvu.extract.pipeline import run_extract
 
@@ -31,7 +31,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     from fakes import fake_encoders
-    from fgvu.cache_schema import PartWriter
+    from fgvu.cache import PartWriter
     from fgvu.extract.config import ExtractConfig
     from fgvu.extract.pipeline import run_extract
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fgvu.cache_schema import open_cache
-from fgvu.fusion.data import (
-    DataError, FeatureData, Normalization, train_val_videos, videos_in_split,
-)
+from fgvu.cache import open_cache
+from fgvu.fusion.data import DataError, FeatureData, Normalization
+from fgvu.fusion.splits import train_val_videos, videos_in_split
 from fgvu.sampling import SamplingPlan
 from fgvu.synth.features import write_feature_cache
 

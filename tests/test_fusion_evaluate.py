@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fgvu.cache_schema import CacheSpec, PartWriter, VideoRecord, open_cache
+from fgvu.cache import CacheSpec, PartWriter, VideoRecord, open_cache
 from fgvu.fusion.evaluate import frame_level, frame_table, step_values, table_metrics
 from fgvu.sampling import SamplingPlan
 

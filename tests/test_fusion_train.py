@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fgvu.fusion.checkpoint import cache_fingerprint, load_checkpoint, save_weights
+from fgvu.cache import cache_fingerprint
+from fgvu.fusion.checkpoint import load_checkpoint, save_weights
 from fgvu.fusion.config import FitConfig, ModelConfig
 from fgvu.fusion.evaluate import evaluate, predict
 from fgvu.fusion.train import FitError, fit
@@ -125,7 +126,7 @@ def test_evaluate_reproduces_fit_and_checkpoint_round_trip(fused_run, tmp_path):
 def test_config_without_cache_is_a_checkpoint_error(fused_run, tmp_path):
     import shutil
 
-    from fgvu.fusion.checkpoint import CheckpointError
+    from fgvu.fusion.run_folder import RunFolderError as CheckpointError
 
     out, _ = fused_run
     meta = json.loads((out / "config.json").read_text())
@@ -137,7 +138,7 @@ def test_config_without_cache_is_a_checkpoint_error(fused_run, tmp_path):
 
 
 def test_predict_writes_aff_wild2_submission_files(fused_run, va_cache, tmp_path):
-    from fgvu.cache_schema import open_cache
+    from fgvu.cache import open_cache
 
     out, _ = fused_run
     view = open_cache(va_cache)

@@ -19,17 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from fgvu.extract.encoders.base import EncoderError
-from fgvu.extract.encoders.minigpt4 import (
-    IMAGE_PLACEHOLDER,
-    TEMPLATES,
-    MiniGPT4Captioner,
-    MiniGPT4Error,
-    QFormerSpec,
-    VisionTowerSpec,
-    load_minigpt4,
-    write_tiny_llama_tokenizer,
-)
+from fgvu.extract.encoders.minigpt4 import MiniGPT4Captioner
+from fgvu.extract.encoders.minigpt4_config import MiniGPT4Error, QFormerSpec, VisionTowerSpec
+from fgvu.extract.encoders.minigpt4_conversation import IMAGE_PLACEHOLDER, TEMPLATES
+from fgvu.extract.encoders.minigpt4_loading import load_minigpt4
 from fgvu.extract.encoders.minigpt4_convert import ConversionError, convert_minigpt4
+from fgvu.extract.encoders.tiny_llama_tokenizer import write_tiny_llama_tokenizer
 
 VISION = VisionTowerSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=14, image_size=56)
 QFORMER = QFormerSpec(hidden_size=24, num_layers=3, num_heads=2, intermediate_size=48, num_query_tokens=4)
@@ -449,7 +444,7 @@ def test_llm_in_bin_format_is_resaved_as_safetensors(tmp_path):
 
 
 def test_answers_are_cut_as_the_official_code_does():
-    from fgvu.extract.encoders.minigpt4 import clean_answer
+    from fgvu.extract.encoders.minigpt4_conversation import clean_answer
 
     assert clean_answer(" A calm face, low arousal.###Human: next", "vicuna0") == "A calm face, low arousal."
     assert clean_answer("Assistant: two people fight###", "vicuna0") == "two people fight"

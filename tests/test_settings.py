@@ -61,3 +61,25 @@ def test_model_table_inside_fit_points_to_its_own_section(tmp_path):
     toml.write_text("[fit]\nmodel = { d_model = 64 }\n")
     with pytest.raises(SettingsError, match=r"\[fit\]\.model: .*under \[model\]"):
         load_section(FitConfig(), "fit", toml)
+
+
+def test_unknown_section_is_named_with_the_known_ones(tmp_path):
+    toml = tmp_path / "fgvu.toml"
+    toml.write_text("[fitt]\nepochs = 3\n")
+    with pytest.raises(SettingsError, match=r"fgvu.toml: unknown section\(s\) \[fitt\]; "
+                                            r"known sections: \[paths\], \[extract\], \[fit\], \[model\]"):
+        load_section(FitConfig(), "fit", toml)
+    toml.write_text("epochs = 3\n")
+    with pytest.raises(SettingsError, match="unknown section"):
+        paths(toml)
+    toml.write_text("fit = 3\n")
+    with pytest.raises(SettingsError, match=r"fit must be a section \(\[fit\]\)"):
+        load_section(FitConfig(), "fit", toml)
+
+
+def test_ranges_apply_to_fgvu_toml(tmp_path):
+    with pytest.raises(SettingsError, match=r"\[fit\]\.lr: -1 is out of range; it must be >0"):
+        apply_overrides(FitConfig(), {"lr": -1}, "fgvu.toml [fit]")
+    with pytest.raises(SettingsError, match=r"model\.modalities: 'x' is not one of v, i, t"):
+        apply_overrides(ModelConfig(), {"modalities": ["v", "x"]}, "model")
+    assert apply_overrides(FitConfig(), {"augment": ["noise"]}, "fit").augment == ("noise",)

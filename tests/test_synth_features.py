@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fgvu.cache_schema import CacheError, open_cache
+from fgvu.cache import CacheError, open_cache
 from fgvu.sampling import SamplingPlan
 from fgvu.synth.features import write_feature_cache
 

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.errors import FgvuError
+from fgvu.fusion.run_folder import FrameTable, load_val_frames
+from fgvu.tasks import get_task
 
 QUADRANTS = (  # (name, valence >= 0, arousal >= 0)
     ("V+ A+ (excited, happy)", True, True),
@@ -20,60 +20,6 @@ QUADRANTS = (  # (name, valence >= 0, arousal >= 0)
     ("V- A- (sad, bored)", False, False),
     ("V+ A- (calm, content)", True, False),
 )
-
-
-class RunFolderError(FgvuError):
-    """A run folder without the files a report needs, or with malformed ones."""
-
-
-@dataclass
-class ValFrames:
-    """Frame-level validation predictions of one run."""
-
-    video_names: np.ndarray  # [V] str
-    video: np.ndarray  # [N] index into video_names
-    frame: np.ndarray  # [N]
-    y_true: np.ndarray  # [N, K]
-    y_pred: np.ndarray  # [N, K]
-    mask: np.ndarray  # [N, K] bool
-    prob: np.ndarray | None  # [N] P(violent), violence only
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Violence: predicted labels (y_pred holds P(violent) or 0/1 labels; 0.5 separates both)."""
-        source = self.prob if self.prob is not None else self.y_pred[:, 0]
-        return (source >= 0.5).astype(np.int64)
-
-
-def load_val_frames(run_dir: str | Path) -> ValFrames:
-    """Read RUN/val_frames.npz (no pickles), checking the arrays' shapes."""
-    path = Path(run_dir) / "val_frames.npz"
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing; is {run_dir} a finished fit run?")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"{path}: not a readable npz file ({e})") from None
-    missing = sorted({"video_names", "video", "frame", "y_true", "y_pred", "mask"} - set(data))
-    if missing:
-        raise RunFolderError(f"{path}: missing arrays {missing}")
-    y_true = np.asarray(data["y_true"], np.float64)
-    y_true = y_true[:, None] if y_true.ndim == 1 else y_true
-    y_pred = np.asarray(data["y_pred"], np.float64)
-    y_pred = y_pred[:, None] if y_pred.ndim == 1 else y_pred
-    mask = np.asarray(data["mask"], bool)
-    mask = mask[:, None] if mask.ndim == 1 else mask
-    n = len(y_true)
-    if y_pred.shape != y_true.shape or mask.shape != y_true.shape or len(data["video"]) != n:
-        raise RunFolderError(f"{path}: y_true {y_true.shape}, y_pred {y_pred.shape}, mask {mask.shape} and "
-                             f"video {np.shape(data['video'])} do not agree")
-    video = np.asarray(data["video"], np.int64)
-    names = np.asarray(data["video_names"]).astype(str)
-    if n and (video.min() < 0 or video.max() >= len(names)):
-        raise RunFolderError(f"{path}: video indices outside video_names")
-    prob = np.asarray(data["prob"], np.float64) if "prob" in data else None
-    return ValFrames(names, video, np.asarray(data["frame"]), y_true, y_pred, mask, prob)
 
 
 def _ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -93,7 +39,7 @@ def _nan_last(value: float) -> tuple[bool, float]:
     return (math.isnan(value), value)
 
 
-def va_per_video(vf: ValFrames) -> list[dict]:
+def va_per_video(vf: FrameTable) -> list[dict]:
     """CCC of valence, arousal and their mean for every video, worst mean CCC first (nan last)."""
     rows = []
     for v, name in enumerate(vf.video_names):
@@ -108,7 +54,7 @@ def va_per_video(vf: ValFrames) -> list[dict]:
     return sorted(rows, key=lambda r: _nan_last(r["ccc_mean"]))
 
 
-def va_quadrants(vf: ValFrames) -> list[dict]:
+def va_quadrants(vf: FrameTable) -> list[dict]:
     """CCC and mean absolute error per quadrant of the true (valence, arousal), over frames valid in both."""
     both = vf.mask[:, 0] & vf.mask[:, 1]
     rows = []
@@ -122,7 +68,7 @@ def va_quadrants(vf: ValFrames) -> list[dict]:
     return rows
 
 
-def violence_per_video(vf: ValFrames) -> list[dict]:
+def violence_per_video(vf: FrameTable) -> list[dict]:
     """False positives and negatives per video over valid frames, most errors first."""
     valid = vf.mask[:, 0]
     truth = vf.y_true[:, 0] >= 0.5
@@ -155,22 +101,26 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def va_failure_analysis(vf: FrameTable, worst: int = 10) -> str:
+    """The valence/arousal failure analysis: worst videos by mean CCC, and CCC per quadrant."""
+    per_video = va_per_video(vf)
+    return (f"Worst {min(worst, len(per_video))} of {len(per_video)} validation videos by mean CCC:\n\n"
+            + markdown_table(per_video[:worst], ["video", "frames", "ccc_valence", "ccc_arousal", "ccc_mean"])
+            + "\nCCC per quadrant of the true valence/arousal (frames valid in both; CCC within a quadrant "
+            "is limited by its narrower range, so compare the MAE too):\n\n"
+            + markdown_table(va_quadrants(vf)))
+
+
+def violence_failure_analysis(vf: FrameTable, worst: int = 10) -> str:
+    """The violence failure analysis: false positives and negatives per video, worst first."""
+    per_video = violence_per_video(vf)
+    total_fp = sum(r["false_positives"] for r in per_video)
+    total_fn = sum(r["false_negatives"] for r in per_video)
+    return (f"False positives ({total_fp}) and false negatives ({total_fn}) per validation video, "
+            f"worst {min(worst, len(per_video))} of {len(per_video)}:\n\n"
+            + markdown_table(per_video[:worst]))
+
+
 def failure_analysis(run_dir: str | Path, task: str, worst: int = 10) -> str:
-    """The failure analysis of one run as Markdown (without a top-level title)."""
-    vf = load_val_frames(run_dir)
-    if task == "va":
-        per_video = va_per_video(vf)
-        return (f"Worst {min(worst, len(per_video))} of {len(per_video)} validation videos by mean CCC:\n\n"
-                + markdown_table(per_video[:worst],
-                                 ["video", "frames", "ccc_valence", "ccc_arousal", "ccc_mean"])
-                + "\nCCC per quadrant of the true valence/arousal (frames valid in both; CCC within a quadrant "
-                "is limited by its narrower range, so compare the MAE too):\n\n"
-                + markdown_table(va_quadrants(vf)))
-    if task == "violence":
-        per_video = violence_per_video(vf)
-        total_fp = sum(r["false_positives"] for r in per_video)
-        total_fn = sum(r["false_negatives"] for r in per_video)
-        return (f"False positives ({total_fp}) and false negatives ({total_fn}) per validation video, "
-                f"worst {min(worst, len(per_video))} of {len(per_video)}:\n\n"
-                + markdown_table(per_video[:worst]))
-    raise RunFolderError(f"{run_dir}: unknown task {task!r}")
+    """The failure analysis of one run as Markdown (without a top-level title), as its task defines it."""
+    return get_task(task).failure_analysis(load_val_frames(run_dir), worst)

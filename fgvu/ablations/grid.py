@@ -36,9 +36,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgvu.cache_schema import CacheSpec
+from fgvu.cache import CacheSpec
 from fgvu.errors import FgvuError
 from fgvu.fusion.config import AUGMENTATIONS, FitConfig
+from fgvu.modalities import MODALITIES, query_letter
 from fgvu.settings import SettingsError, apply_overrides
 
 REFERENCE = "full"
@@ -107,19 +108,13 @@ def _override(cfg: FitConfig, fit: Mapping, model: Mapping, where: str) -> FitCo
     return dataclasses.replace(cfg, model=new_model)
 
 
-def _query_for(modalities: tuple[str, ...]) -> str:
-    """The query stream of a modality subset: image where present, else the first one present."""
-    names = {"v": "video", "i": "image", "t": "text"}
-    return "image" if "i" in modalities else names[modalities[0]]
-
-
 def default_grid() -> Grid:
     """The paper's ablations (DESIGN.md): modalities, fusion, query, augmentation, recon, sampling."""
     ablations = [Ablation(REFERENCE, "reference", "v+i+t, cross-attention with image queries, all augmentations")]
     for subset in ("v", "i", "t", "v+i", "i+t", "v+t"):
         mods = tuple(subset.split("+"))
         ablations.append(Ablation(subset, "modalities", f"only {subset}",
-                                  model={"modalities": mods, "query": _query_for(mods)}))
+                                  model={"modalities": mods, "query": MODALITIES[query_letter("image", mods)].name}))
     ablations += [
         Ablation("concat", "fusion", "pooled GRU states concatenated", model={"fusion": "concat"}),
         Ablation("xattn-sym", "fusion", "every stream attends to the others", model={"fusion": "xattn-sym"}),
@@ -220,24 +215,31 @@ def _parse_config(name: str, body, path: Path) -> Ablation:
 def unavailable_reason(cfg: FitConfig, spec: CacheSpec) -> str | None:
     """Why the cache cannot serve this configuration's sampling, or None when it can.
 
-    Fewer image frames or captions than cached are taken as every k-th cached one, so the
-    cached count must be a multiple; video clips of T frames need their own cached array.
+    Fewer grid steps than cached (image frames, captions) are taken as every k-th cached one,
+    so the cached count must be a multiple; clips of T frames need their own cached array.
     """
     plan = spec.sampling
-    mods = cfg.model.modalities
-    for name in ("image_frames", "captions", "video_frames"):
-        if getattr(cfg, name) <= 0:
-            return f"{name} must be positive, got {getattr(cfg, name)}"
-    if "i" in mods and "image" in spec.dims and plan.image_frames % cfg.image_frames:
-        every = plan.window // cfg.image_frames if plan.window % cfg.image_frames == 0 else None
-        hint = f" (extract with image_every={every})" if every else ""
-        return f"needs {cfg.image_frames} image frames per window; the cache holds {plan.image_frames}{hint}"
-    if "t" in mods and "text" in spec.dims and plan.captions % cfg.captions:
-        every = plan.window // cfg.captions if plan.window % cfg.captions == 0 else None
-        hint = f" (extract with --caption-every {every})" if every else ""
-        return f"needs {cfg.captions} captions per window; the cache holds {plan.captions}{hint}"
-    if "v" in mods and "video" in spec.dims and cfg.video_frames not in plan.video_frames:
-        held = ", ".join(str(t) for t in plan.video_frames)
-        return (f"needs {cfg.video_frames}-frame video clips; the cache holds {held}-frame clips "
-                f"(extract with --video-frames including {cfg.video_frames})")
+    for letter in cfg.model.modalities:
+        m = MODALITIES.get(letter)
+        if m is None or m.name not in spec.dims or not m.length_option:
+            continue
+        want = getattr(cfg, m.length_option)
+        what = m.length_option.replace("_", " ")
+        if want <= 0:
+            return f"{m.length_option} must be positive, got {want}"
+        if m.storage == "clip":
+            if want not in plan.video_frames:
+                held = ", ".join(str(t) for t in plan.video_frames)
+                return (f"needs {want}-frame {m.name} clips; the cache holds {held}-frame clips "
+                        f"(extract with --video-frames including {want})")
+            continue
+        grid = m.on_grid
+        have = grid.steps(plan)
+        if have % want:
+            every = plan.window // want if plan.window % want == 0 else None
+            if every and grid.extract_option:
+                hint = f" (extract with {grid.extract_option} {every})"
+            else:
+                hint = f" (extract with {grid.every}={every})" if every else ""
+            return f"needs {want} {what} per window; the cache holds {have}{hint}"
     return None

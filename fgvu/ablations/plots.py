@@ -3,16 +3,16 @@ valence/arousal density, training curves."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.ablations.failures import RunFolderError, ValFrames
+from fgvu.fusion.run_folder import FrameTable, read_epochs
+from fgvu.tasks import TASKS
 
-METRIC_LABELS = {"ccc_mean": "mean CCC", "f1_macro": "macro-F1"}
+METRIC_LABELS = {k: v for task in TASKS.values() for k, v in task.metric_labels.items()}
 
 
 def _pyplot():
@@ -60,7 +60,7 @@ def bar_chart(rows: Sequence[dict], metric: str, reference: str, path: str | Pat
     return _save(fig, Path(path))
 
 
-def confusion_plot(vf: ValFrames, path: str | Path, title: str = "") -> Path:
+def confusion_plot(vf: FrameTable, path: str | Path, title: str = "") -> Path:
     """The 2x2 frame-level confusion matrix over valid frames: counts and row percentages."""
     plt = _pyplot()
     valid = vf.mask[:, 0]
@@ -84,7 +84,7 @@ def confusion_plot(vf: ValFrames, path: str | Path, title: str = "") -> Path:
     return _save(fig, Path(path))
 
 
-def va_density_plot(vf: ValFrames, path: str | Path, title: str = "") -> Path:
+def va_density_plot(vf: FrameTable, path: str | Path, title: str = "") -> Path:
     """Predicted vs true valence and arousal as 2-D histograms over valid frames, with the diagonal."""
     from matplotlib.colors import LogNorm
 
@@ -108,22 +108,6 @@ def va_density_plot(vf: ValFrames, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
-
-
-def read_epochs(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of RUN/metrics.jsonl."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing; is {run_dir} a fit run?")
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise RunFolderError(f"{path}: line {i} is not JSON ({e})") from None
-    return records
 
 
 def epoch_value(record: dict, key: str) -> float:

@@ -6,21 +6,19 @@ Also `report_run`, the per-run plots and failure analysis behind `fgvu report RU
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fgvu.ablations.failures import RunFolderError, failure_analysis, load_val_frames
-from fgvu.ablations.plots import METRIC_LABELS, bar_chart, confusion_plot, curves_plot, va_density_plot
+from fgvu.ablations.failures import failure_analysis
+from fgvu.ablations.plots import METRIC_LABELS, bar_chart, curves_plot
 from fgvu.ablations.stats import ALPHA, summarize
+from fgvu.fusion.run_folder import REPORT, RunFolderError, load_val_frames, read_metrics
+from fgvu.tasks import TASKS
 
 if TYPE_CHECKING:
     from fgvu.ablations.runner import GridPlan, RunResult
-
-PRIMARY = {"va": "ccc_mean", "violence": "f1_macro"}
-SECONDARY = {"va": ("ccc_valence", "ccc_arousal"), "violence": ("accuracy", "ece")}
 
 
 def _val(metrics: dict | None, key: str) -> float:
@@ -45,12 +43,13 @@ def _csv_value(value):
 
 def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[dict]:
     """One row per run: config, group, seed, status, the metrics, best epoch, time, folder, error."""
-    metric = PRIMARY[plan.task]
+    task = TASKS[plan.task]
+    metric = task.primary
     rows = []
     for r in results:
         row = {"config": r.run.config, "group": r.run.group, "seed": r.run.seed, "status": r.status,
                metric: _val(r.metrics, metric)}
-        for key in SECONDARY[plan.task]:
+        for key in task.secondary:
             row[key] = _val(r.metrics, key)
         row["best_epoch"] = (r.metrics or {}).get("best_epoch")
         row["seconds"] = (r.metrics or {}).get("seconds", round(r.seconds, 2))  # fit's own time, when it finished
@@ -62,7 +61,7 @@ def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[di
 
 def summary_rows(plan: GridPlan, results: Sequence[RunResult]) -> list[dict]:
     """One row per configuration of the grid: mean +- std, paired t-test vs the reference, Holm."""
-    metric = PRIMARY[plan.task]
+    metric = TASKS[plan.task].primary
     scores: dict[str, dict[int, float]] = {}
     failed: dict[str, int] = {}
     for r in results:
@@ -132,29 +131,21 @@ def report_run(run_dir: str | Path, out: str | Path | None = None, label: str = 
     """Per-run plots and failure analysis into `out` (default RUN/report): curves, confusion
     matrix (violence) or valence/arousal density (va), failure_analysis.md."""
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except OSError:
-        raise RunFolderError(f"{metrics_path}: missing; is {run_dir} a finished fit run?") from None
-    except json.JSONDecodeError as e:
-        raise RunFolderError(f"{metrics_path}: not JSON ({e})") from None
-    task = metrics.get("task")
-    if task not in PRIMARY:
-        raise RunFolderError(f"{metrics_path}: unknown task {task!r}")
-    out = Path(out) if out is not None else run_dir / "report"
+    metrics = read_metrics(run_dir)
+    if metrics.get("task") not in TASKS:
+        raise RunFolderError(f"{run_dir / 'metrics.json'}: unknown task {metrics.get('task')!r}")
+    task = TASKS[metrics["task"]]
+    out = Path(out) if out is not None else run_dir / REPORT
     out.mkdir(parents=True, exist_ok=True)
     label = label or run_dir.name
-    metric = PRIMARY[task]
+    metric = task.primary
     files = {"curves": curves_plot([(label, run_dir)], metric, out / "curves.png", f"{label}: training curves")}
     vf = load_val_frames(run_dir)
     score = f"{METRIC_LABELS[metric]} {_val(metrics, metric):.3f}"
-    if task == "va":
-        files["va_density"] = va_density_plot(vf, out / "va_density.png", f"{label}: predicted vs true ({score})")
-    else:
-        files["confusion"] = confusion_plot(vf, out / "confusion.png", f"{label}: confusion matrix ({score})")
+    name, path = task.prediction_plot
+    files[name] = task.plot_predictions(vf, out / path, f"{label}: {task.prediction_plot_title} ({score})")
     analysis = out / "failure_analysis.md"
-    analysis.write_text(f"# Failure analysis: {label}\n\n{failure_analysis(run_dir, task)}")
+    analysis.write_text(f"# Failure analysis: {label}\n\n{task.failure_analysis(vf)}")
     files["failure_analysis"] = analysis
     return files
 
@@ -164,7 +155,7 @@ def write_report(plan: GridPlan, results: Sequence[RunResult], out: str | Path) 
     out = Path(out)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    metric, reference = PRIMARY[plan.task], plan.grid.reference
+    metric, reference = TASKS[plan.task].primary, plan.grid.reference
     runs = run_rows(plan, results, out)
     files = {"runs": _write_csv(out / "runs.csv", runs, list(runs[0]) if runs else ["config", "seed", "status"])}
     summary = summary_rows(plan, results)
@@ -196,7 +187,7 @@ def write_report(plan: GridPlan, results: Sequence[RunResult], out: str | Path) 
 
 
 def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: str, files: dict, out: Path) -> str:
-    metric, reference = PRIMARY[plan.task], plan.grid.reference
+    metric, reference = TASKS[plan.task].primary, plan.grid.reference
     tested = sum(1 for r in summary if r["status"] == "ok" and not r["reference"] and not math.isnan(r["p"]))
     cfg = plan.configs[reference]
     parts = [
@@ -219,9 +210,9 @@ def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: s
         parts.append(f"Failed runs ({len(failed)}; details in failures.csv and each run's error.txt; "
                      "re-running the command retries them):\n\n"
                      + "\n".join(f"- {r['config']} seed {r['seed']}: {r['error']}" for r in failed) + "\n")
+    task = TASKS[plan.task]
     pictures = [("bars", "Mean ± std per configuration"), ("curves", f"Training curves of {reference}"),
-                ("full_va_density", f"Predicted vs true valence/arousal of {reference}"),
-                ("full_confusion", f"Confusion matrix of {reference}")]
+                (f"full_{task.prediction_plot[0]}", f"{task.prediction_plot_title.capitalize()} of {reference}")]
     shown = [f"![{title}]({files[key].relative_to(out)})" for key, title in pictures if key in files]
     if shown:
         parts.append("## Plots\n\n" + "\n\n".join(shown) + "\n")

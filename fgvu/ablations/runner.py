@@ -9,7 +9,6 @@ the grid goes on; the next invocation retries it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 
 from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
 from fgvu.ablations.report import write_report
-from fgvu.cache_schema import read_spec
-from fgvu.fusion.checkpoint import cache_fingerprint
+from fgvu.cache import cache_fingerprint, read_spec
 from fgvu.fusion.config import FitConfig
+from fgvu.fusion.run_folder import ERROR, METRICS, is_finished
 
 
 @dataclass(frozen=True)
@@ -113,18 +112,6 @@ def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base:
     return plan
 
 
-def _finished(run_dir: Path, cfg: FitConfig, cache: Path, fingerprint: str) -> dict | None:
-    """The metrics of a finished run made with `cfg` on `cache` whose content has `fingerprint`, else None."""
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    same_cache = (Path(str(config.get("cache", ""))).resolve() == cache.resolve()
-                  and config.get("cache_fingerprint") == fingerprint)  # re-extracted at the same path: re-run
-    return metrics if same_cache and config.get("fit") == cfg.to_dict() else None
-
-
 def _init_worker() -> None:
     """One torch thread per worker process: `jobs` workers share the cores without oversubscription."""
     import torch
@@ -144,7 +131,7 @@ def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
         message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         try:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            (Path(run_dir) / "error.txt").write_text(traceback.format_exc())
+            (Path(run_dir) / ERROR).write_text(traceback.format_exc())
         except OSError:
             pass
         return {"error": message, "seconds": time.perf_counter() - start}
@@ -167,12 +154,12 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
     fingerprint = cache_fingerprint(plan.cache)
     for run in plan.runs:
         run_dir = runs_root / run.name
-        metrics = _finished(run_dir, run.fit, plan.cache, fingerprint)
+        metrics = is_finished(run_dir, run.fit, plan.cache, fingerprint)
         if metrics is not None:
             results[run.name] = RunResult(run, "resumed", run_dir, metrics)
             continue
         if run_dir.exists():  # a failed, interrupted or differently configured run: start it afresh
-            if (run_dir / "metrics.json").exists():
+            if (run_dir / METRICS).exists():
                 log(f"re-running {run.name}: its folder holds a run with another configuration or cache")
             shutil.rmtree(run_dir)
         todo.append(run)
@@ -240,10 +227,23 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
 
 def run_ablations(cache: str | Path, out: str | Path, grid: Grid | None = None, seeds: int = 5,
                   jobs: int | None = None, base: FitConfig | None = None, epochs: int | None = None,
-                  progress: bool = True, log=print) -> tuple[GridPlan, list[RunResult], dict[str, Path]]:
-    """Plan, run (resuming) and report a grid on `cache` into `out`; return the plan, results and report files."""
+                  progress: bool = True, log=print,
+                  dry_run: bool = False) -> tuple[GridPlan, list[RunResult], dict[str, Path]]:
+    """Plan, run (resuming) and report a grid on `cache` into `out`; return the plan, results and report files.
+
+    With `dry_run` the plan is only logged (every configuration, and how many runs would go where):
+    nothing runs and nothing is written, so the results and files are empty.
+    """
     plan = plan_grid(cache, grid, seeds, base, epochs)
     for skipped in plan.skipped:
         log(f"skipping {skipped.config}: {skipped.reason}")
+    if dry_run:
+        for ablation in plan.grid.ablations:
+            log(f"{ablation.name:14s} {ablation.group:13s} {ablation.description}")
+        log(f"{len(plan.runs)} runs ({len(plan.configs) - len(plan.skipped)} configurations x "
+            f"{len(plan.seeds)} seeds) would go to {out}/runs/")
+        return plan, [], {}
+    jobs = jobs or default_jobs()
+    log(f"{len(plan.runs)} runs on {plan.cache} ({plan.task}), {jobs} parallel jobs, into {out}")
     results = run_grid(plan, out, jobs, progress, log)
     return plan, results, write_report(plan, results, out)

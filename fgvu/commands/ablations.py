@@ -6,34 +6,36 @@ from pathlib import Path
 
 import typer
 
+from fgvu.commands.common import option, quiet_option
+
 
 def ablations_cmd(
     cache: Path | None = typer.Argument(None, help="Feature cache; default: the cache of --dataset, or the only "
                                         "cache under the caches folder."),
     dataset: str | None = typer.Option(None, help="Use the cache of this dataset under the caches folder."),
-    task: str | None = typer.Option(None, help="va or violence; default: the cache's task (a different one is "
-                                    "an error)."),
-    out: Path | None = typer.Option(None, help="Output folder (runs/, CSVs, ablations.md, plots/); default: "
-                                    "<runs folder>/ablations-<dataset>."),
-    grid: Path | None = typer.Option(None, help="TOML grid file (see examples/grids/quick.toml); default: the "
-                                     "full grid of DESIGN.md."),
-    seeds: int | None = typer.Option(None, min=1, help="Seeds per configuration (0..N-1); default: the grid "
-                                     "file's `seeds`, else 5."),
-    jobs: int | None = typer.Option(None, min=1, help="Parallel worker processes (one thread each); default: "
-                                    "every available core."),
+    task: str | None = option(None, help="va or violence; a different one than the cache's is an error.",
+                              shown="the cache's task"),
+    out: Path | None = option(None, help="Output folder (runs/, CSVs, ablations.md, plots/).",
+                              shown="<runs folder>/ablations-<dataset>"),
+    grid: Path | None = option(None, help="TOML grid file (see examples/grids/quick.toml).",
+                               shown="the full grid of DESIGN.md"),
+    seeds: int | None = option(None, min=1, help="Seeds per configuration (0..N-1).",
+                               shown="the grid file's `seeds`, else 5"),
+    jobs: int | None = option(None, min=1, help="Parallel worker processes (one thread each).",
+                              shown="every available core"),
     epochs: int | None = typer.Option(None, min=1, help="Override the epochs of every run."),
-    device: str | None = typer.Option(None, help="Training device of every run (cpu, cuda, ...); default: "
-                                      "FitConfig's."),
+    device: str | None = option(None, help="Training device of every run (auto, cpu, cuda, ...).",
+                                shown="fgvu.toml's fit device, else auto"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the configurations and skipped ones; run nothing."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Run an ablation grid on a cache: every configuration x seed is a normal fit run in OUT/runs/;
     finished runs are not repeated, failed ones are reported and retried next time. Writes runs.csv,
     summary.csv, ablations.md (mean ± std, paired t-test vs the full model, Holm) and plots/."""
     from fgvu.ablations.grid import default_grid, load_grid
-    from fgvu.ablations.runner import default_jobs, plan_grid, run_grid
-    from fgvu.ablations.report import write_report
-    from fgvu.cache_schema import CacheError, read_spec
-    from fgvu.commands.fit import build_fit_config
+    from fgvu.ablations.runner import run_ablations
+    from fgvu.cache import CacheError, read_spec
+    from fgvu.fusion.config import build_fit_config
     from fgvu.settings import find_cache, paths
 
     cache = cache if cache is not None else find_cache(dataset)
@@ -41,28 +43,18 @@ def ablations_cmd(
     if task is not None and task != spec.task:
         raise CacheError(f"cache {cache} holds task {spec.task!r}, not {task!r}")
     grid_def = load_grid(grid) if grid is not None else default_grid()
-    base = build_fit_config({}, {} if device is None else {"device": device})  # fgvu.toml's [model]/[fit]
-    plan = plan_grid(cache, grid_def, seeds or grid_def.seeds or 5, base, epochs)
+    base = build_fit_config({"device": device})  # fgvu.toml's [model]/[fit], then --device
     out = out if out is not None else Path(paths().runs) / f"ablations-{spec.dataset}"
-    for skipped in plan.skipped:
-        typer.echo(f"skipping {skipped.config}: {skipped.reason}")
-    if dry_run:
-        for ablation in grid_def.ablations:
-            typer.echo(f"{ablation.name:14s} {ablation.group:13s} {ablation.description}")
-        typer.echo(f"{len(plan.runs)} runs ({len(plan.configs) - len(plan.skipped)} configurations x "
-                   f"{len(plan.seeds)} seeds) would go to {out}/runs/")
-        return
-    n_jobs = jobs or default_jobs()
-    typer.echo(f"{len(plan.runs)} runs on {cache} ({spec.task}), {n_jobs} parallel jobs, into {out}")
-    results = run_grid(plan, out, n_jobs, log=typer.echo)
-    files = write_report(plan, results, out)
-    failed = sum(r.status == "failed" for r in results)
-    typer.echo(f"{len(results) - failed} runs finished, {failed} failed; report: {files['markdown']}")
+    _, results, files = run_ablations(cache, out, grid_def, seeds or grid_def.seeds or 5, jobs, base, epochs,
+                                      progress=not quiet, log=typer.echo, dry_run=dry_run)
+    if not dry_run:
+        failed = sum(r.status == "failed" for r in results)
+        typer.echo(f"{len(results) - failed} runs finished, {failed} failed; report: {files['markdown']}")
 
 
 def report_cmd(
     run: Path = typer.Argument(..., help="A finished fit run folder (metrics.json, metrics.jsonl, val_frames.npz)."),
-    out: Path | None = typer.Option(None, help="Where to write the plots; default: RUN/report."),
+    out: Path | None = option(None, help="Where to write the plots.", shown="RUN/report"),
 ) -> None:
     """Draw one run's plots (training curves; confusion matrix or valence/arousal density) and its
     failure analysis (worst videos; CCC per quadrant or false positives/negatives per video)."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from fgvu.commands.common import option
+
 cache_app = typer.Typer(help="Inspect, verify and export feature caches.", no_args_is_help=True)
 
 
@@ -16,7 +18,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Videos per split, windows, frames, dims, encoders, failures and size on disk."""
-    from fgvu.cache_tools import cache_info, info_lines
+    from fgvu.cache.tools import cache_info, info_lines
 
     info = cache_info(cache)
     typer.echo(json.dumps(info, indent=1) if as_json else "\n".join(info_lines(info)))
@@ -25,7 +27,7 @@ def info_cmd(
 @cache_app.command("verify")
 def verify_cmd(cache: Path = typer.Argument(..., help="Cache directory (holds cache.json).")) -> None:
     """Check every committed row: readable, finite, indices in range, offsets consistent. Exit 1 on problems."""
-    from fgvu.cache_tools import verify_cache
+    from fgvu.cache.verify import verify_cache
 
     problems = verify_cache(cache)
     if problems:
@@ -40,11 +42,11 @@ def verify_cmd(cache: Path = typer.Argument(..., help="Cache directory (holds ca
 def export_cmd(
     cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
     out: Path = typer.Argument(..., help="Output file, e.g. features.h5."),
-    format: str = typer.Option("h5", "--format", help="Output format; only h5 (HDF5) is supported."),
+    format: str = option("h5", "--format", help="Output format; only h5 (HDF5) is supported."),
 ) -> None:
     """Write every committed array (cache-global indices), the captions and cache.json into one file."""
-    from fgvu.cache_tools import export_h5
-    from fgvu.cache_schema import CacheError
+    from fgvu.cache.tools import export_h5
+    from fgvu.cache import CacheError
 
     if format != "h5":
         raise CacheError(f"unknown export format {format!r}; supported: h5")

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from fgvu.options import with_default
+
 
 convert_app = typer.Typer(no_args_is_help=True, help="Convert official checkpoints into fgvu's local formats.")
 
@@ -31,7 +33,8 @@ def minigpt4(
         ),
     ] = None,
     variant: Annotated[
-        str, typer.Option("--variant", help="vicuna0 (Q-Former) or llama2 (4-token concat).")
+        str, typer.Option("--variant", help=with_default("vicuna0 (Q-Former) or llama2 (4-token concat).", "vicuna0"),
+                          show_default=False)
     ] = "vicuna0",
 ) -> None:
     """Convert MiniGPT-4's official files into one directory for `captioner:minigpt4:<DIR>`."""

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from fgvu.commands.common import console_logging, option, quiet_option
+from fgvu.fusion.config import FitConfig
+
 
 def demo(
-    out: Path = typer.Option(Path("demo"), help="Folder for the demo's data, cache and run."),
-    videos: int = typer.Option(24, help="Synthetic videos to generate (Aff-Wild2 layout)."),
-    frames: int = typer.Option(400, help="Frames per synthetic video (lengths vary around this)."),
-    epochs: int = typer.Option(None, help="Training epochs for the fusion head (default: FitConfig's)."),
-    seed: int = typer.Option(0, help="Seed for the data and the training run."),
+    out: Path = option(Path("demo"), help="Folder for the demo's data, cache and run."),
+    videos: int = option(24, help="Synthetic videos to generate (Aff-Wild2 layout)."),
+    frames: int = option(400, help="Frames per synthetic video (lengths vary around this)."),
+    epochs: Optional[int] = option(None, help="Training epochs for the fusion head.", shown=str(FitConfig().epochs)),
+    seed: int = option(0, help="Seed for the data and the training run."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Synthetic videos -> `fgvu extract --encoders tiny` -> `fgvu fit` (v,i,t, xattn) -> `fgvu evaluate`.
 
@@ -23,7 +28,6 @@ def demo(
     """
     from fgvu.extract.config import ExtractConfig
     from fgvu.extract.pipeline import run_extract
-    from fgvu.fusion.config import FitConfig
     from fgvu.fusion.evaluate import evaluate, format_table
     from fgvu.fusion.train import fit
     from fgvu.synth.videos import write_video_dataset
@@ -36,12 +40,15 @@ def demo(
     typer.secho(f"[2/4] fgvu extract --dataset aff-wild2 --encoders tiny --caption-every 8 --video-frames 8,16,32 "
                 f"-> {cache}", bold=True)
     # A finer caption grid and extra clip lengths let `make ablations` run its sampling variants.
-    summary = run_extract(ExtractConfig(dataset="aff-wild2", root=str(data), out=str(cache), encoders="tiny",
-                                        device="cpu", caption_every=8, video_frames=(8, 16, 32)))
+    with console_logging():
+        summary = run_extract(ExtractConfig(dataset="aff-wild2", root=str(data), out=str(cache), encoders="tiny",
+                                            device="cpu", caption_every=8, video_frames=(8, 16, 32),
+                                            progress=not quiet))
     typer.echo("\n".join(summary.lines()))
     typer.secho(f"[3/4] fgvu fit --modalities v,i,t --fusion xattn -> {run}", bold=True)
-    cfg = FitConfig(seed=seed) if epochs is None else FitConfig(epochs=epochs, seed=seed)
-    fit(cache, cfg, run, overwrite=True)  # the demo owns its run folder
+    # on the CPU like the extraction, so the scores are the same on any machine (FitConfig's device is auto)
+    cfg = FitConfig(seed=seed, device="cpu") if epochs is None else FitConfig(epochs=epochs, seed=seed, device="cpu")
+    fit(cache, cfg, run, progress=not quiet, overwrite=True)  # the demo owns its run folder
     typer.secho(f"[4/4] fgvu evaluate {run}", bold=True)
     typer.echo(format_table(evaluate(run)))
     typer.secho(f"demo finished in {time.perf_counter() - t0:.0f} s; next: `make ablations`", fg=typer.colors.GREEN)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fgvu.commands.common import option
+
 synth_app = typer.Typer(help="Generate synthetic datasets (videos) or feature caches with learnable labels.",
                         no_args_is_help=True)
 
@@ -13,10 +15,10 @@ synth_app = typer.Typer(help="Generate synthetic datasets (videos) or feature ca
 @synth_app.command("videos")
 def synth_videos(
     out: Path = typer.Argument(..., help="Dataset root to create."),
-    layout: str = typer.Option("aff-wild2", help="Directory layout to imitate: aff-wild2 or dvd."),
-    videos: int = typer.Option(8, help="Number of videos."),
-    frames: int = typer.Option(200, help="Frames per video (lengths vary around this; one is shorter than a window)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    layout: str = option("aff-wild2", help="Directory layout to imitate: aff-wild2 or dvd."),
+    videos: int = option(8, help="Number of videos."),
+    frames: int = option(200, help="Frames per video (lengths vary around this; one is shorter than a window)."),
+    seed: int = option(0, help="Random seed."),
 ) -> None:
     """Write small real video files in a dataset's layout; colour drives valence, motion speed
     drives arousal, fast collisions are violent."""
@@ -29,10 +31,10 @@ def synth_videos(
 @synth_app.command("features")
 def synth_features(
     out: Path = typer.Argument(..., help="Cache directory to create."),
-    task: str = typer.Option("va", help="va (valence-arousal) or violence."),
-    videos: int = typer.Option(24, help="Number of videos."),
-    frames: int = typer.Option(600, help="Frames per video (lengths vary around this)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    task: str = option("va", help="va (valence-arousal) or violence."),
+    videos: int = option(24, help="Number of videos."),
+    frames: int = option(600, help="Frames per video (lengths vary around this)."),
+    seed: int = option(0, help="Random seed."),
 ) -> None:
     """Write a feature cache directly (no videos, no encoders): each modality carries a different
     part of the target, so fusion can beat every single modality."""

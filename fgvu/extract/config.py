@@ -1,21 +1,25 @@
 """Stage-1 configuration: the single source of truth for extraction defaults.
 
-`fgvu extract` options map one to one onto these fields (`--stride` -> `ExtractConfig.stride`,
-`--caption-every` -> `caption_every`, ...); a `fgvu.toml` in the working directory can override
-them in its `[extract]` section.
+Each field is one `fgvu extract` option (`--stride` -> `ExtractConfig.stride`, `--caption-every`
+-> `caption_every`, ...), declared once with `fgvu.options.opt`: its help, choices and range live
+here. A `fgvu.toml` in the working directory can override the defaults in its `[extract]` section.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from fgvu.errors import FgvuError
+from fgvu.extract.datasets import ADAPTERS
+from fgvu.extract.encoders import CAPTION_BATCH
+from fgvu.extract.encoders.registry import ENCODER_SETS
+from fgvu.options import QUIET_HELP, int_list, opt
 from fgvu.sampling import SamplingPlan
 from fgvu.settings import paths
 
-DATASETS = ("aff-wild2", "dvd", "folder")
+DATASETS = tuple(sorted(ADAPTERS))
 ENGINES = ("local", "ray")
 
 
@@ -27,38 +31,47 @@ class ExtractConfigError(FgvuError):
 class ExtractConfig:
     """Everything `fgvu extract` needs. Paths left as None resolve through `fgvu.settings`."""
 
-    dataset: str
-    root: str | None = None  # None: settings.paths().data_root(dataset)
-    out: str | None = None  # None: <caches>/<dataset>
+    dataset: str = opt(MISSING, "Dataset layout.", choices=DATASETS)
+    root: str | None = opt(None, "Dataset root.", shown="$FGVU_DATA/<dataset>, else data/<dataset>")
+    out: str | None = opt(None, "Cache directory to create or resume.", shown="caches/<dataset>")
     # encoders: a named set, and optional per-role overrides
-    encoders: str = "paper"
-    video_encoder: str | None = None
-    image_encoder: str | None = None
-    captioner: str | None = None
-    device: str = "auto"
+    encoders: str = opt("paper", "Encoder set: paper (VideoPrism-B, CLIP ViT-L-14, MiniGPT-4) or tiny (random "
+                        "weights, for tests and the demo).", choices=tuple(ENCODER_SETS))
+    video_encoder: str | None = opt(None, "Override the set's video encoder (e.g. videoprism-large).")
+    image_encoder: str | None = opt(None, "Override the set's CLIP image/text encoder (e.g. clip:ViT-B-16).")
+    captioner: str | None = opt(None, "Override the set's captioner (e.g. captioner:/path/to/blip2).")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     # sampling plan (window 64 and image grid every 4 frames are fixed by the paper)
-    stride: int = 16
-    caption_every: int = 16
-    video_frames: tuple[int, ...] = (16,)
+    stride: int = opt(16, "Frames between window starts (windows are 64 frames).", ge=1)
+    caption_every: int = opt(16, "Caption-grid spacing in frames: 16 gives 4 captions per window, 8 gives 8.", ge=1)
+    video_frames: tuple[int, ...] = opt((16,), "VideoPrism clip lengths to cache, comma-separated, e.g. 8,16,32 "
+                                        "(one array each).", ge=1, parse=int_list)
     # captions
-    caption_prompt: str | None = None  # None: the dataset's default prompt
-    max_new_tokens: int = 30
-    reuse_captions: str | None = None  # a cache path, or "auto" for <caches>/<dataset>
+    caption_prompt: str | None = opt(None, "Captioner prompt.", shown="the dataset's prompt")
+    max_new_tokens: int = opt(30, "Longest caption, in tokens.", ge=1)
+    reuse_captions: str | None = opt(None, "Take the captions from this cache (or 'auto' for caches/<dataset>) "
+                                     "instead of captioning again, e.g. to change only the text encoder. Needs a "
+                                     "new --out.")
     # dataset adapter options
-    frames: Literal["video", "cropped_aligned"] = "video"
-    labels: str | None = None  # folder dataset: CSV of labels
-    limit: int | None = None  # only the first N videos of the dataset (by name)
+    frames: Literal["video", "cropped_aligned"] = opt("video", "aff-wild2 only: read frames from the video files "
+                                                      "or from the cropped_aligned folders.")
+    labels: str | None = opt(None, "folder only: the labels CSV.", shown="ROOT/labels.csv")
+    limit: int | None = opt(None, "Extract only the first N videos (by name); for quick trials.", ge=1,
+                            shown="every video")
     # distribution
-    parts: int = 1
-    part: int | None = None  # None: every part (one after another, or as Ray tasks)
-    engine: Literal["local", "ray"] = "local"
+    parts: int = opt(1, "Split the videos into K parts, one writer each.", ge=1)
+    part: int | None = opt(None, "Run only part k (0-based), e.g. from a SLURM array task.", ge=0,
+                           shown="every part")
+    engine: Literal["local", "ray"] = opt("local", "local (this process) or ray (each part as a Ray task; "
+                                          "pip install 'fgvu\\[ray]').")
     # throughput
-    image_batch: int = 64
-    clip_batch: int = 8
-    caption_batch: int = 64  # 7B MiniGPT-4 on an H200: 54 captions/s at 64 vs 22 at 16
-    text_batch: int = 256
-    prefetch: int = 64  # decoded frames buffered ahead of the encoders
-    progress: bool = True
+    image_batch: int = opt(64, "Frames per CLIP image call.", ge=1)
+    clip_batch: int = opt(8, "Clips per VideoPrism call.", ge=1)
+    # 7B MiniGPT-4 on an H200: 54 captions/s at 64 vs 22 at 16
+    caption_batch: int = opt(CAPTION_BATCH, "Frames per captioner call.", ge=1)
+    text_batch: int = opt(256, "Captions per CLIP text call.", ge=1)
+    prefetch: int = opt(64, "Decoded frames buffered ahead of the encoders.", ge=1)
+    progress: bool = opt(True, QUIET_HELP, flag="--quiet", inverted=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_frames", tuple(int(t) for t in self.video_frames))

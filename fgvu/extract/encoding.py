@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fgvu.errors import FgvuError
-from fgvu.extract.encoders.base import Captioner, EncoderError, ImageTextEncoder, VideoEncoder
+from fgvu.extract.encoders.base import CAPTION_BATCH, Captioner, EncoderError, ImageTextEncoder, VideoEncoder
 from fgvu.sampling import WindowLayout
 
 
@@ -79,9 +79,11 @@ def conversion_size(height: int, width: int, side: int | None) -> tuple[int, int
 
 @dataclass(frozen=True)
 class BatchSizes:
+    """How many items each encoder call takes: CLIP images, VideoPrism clips, captioner images, texts."""
+
     image: int = 64
     clip: int = 8
-    caption: int = 16
+    caption: int = CAPTION_BATCH
     text: int = 256
 
 

@@ -27,10 +27,10 @@ from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
 from fgvu.sampling import SamplingPlan, WindowLayout
 
 if TYPE_CHECKING:
+    from fgvu.extract.datasets import DatasetAdapter
     from fgvu.extract.video_source import VideoInfo
 
 log = logging.getLogger(__name__)
-GENERIC_PROMPT = "Describe this image briefly."
 
 
 @dataclass
@@ -133,8 +133,7 @@ class ReusedCaptions:
     def __init__(self, cache: Path, plan: SamplingPlan):
         from math import gcd
 
-        from fgvu.cache_schema import read_spec
-        from fgvu.cache_tools import read_captions
+        from fgvu.cache import read_captions, read_spec
 
         self.cache = Path(cache)
         self.spec = read_spec(self.cache)
@@ -151,7 +150,7 @@ class ReusedCaptions:
 
     def for_source(self, names: list[str], frames: np.ndarray) -> list[str]:
         """The caption of each frame, from the first of `names` that has one; CacheError if none does."""
-        from fgvu.cache_schema import CacheError
+        from fgvu.cache import CacheError
 
         out = []
         for frame in frames.tolist():
@@ -163,8 +162,8 @@ class ReusedCaptions:
         return out
 
 
-def caption_prompt(cfg: ExtractConfig, reused: ReusedCaptions | None) -> str:
-    """The prompt recorded in the cache: the reused cache's, --caption-prompt, or the dataset default."""
+def caption_prompt(cfg: ExtractConfig, adapter: DatasetAdapter, reused: ReusedCaptions | None) -> str:
+    """The prompt recorded in the cache: the reused cache's, --caption-prompt, or the adapter's default."""
     if reused is not None:
         if cfg.caption_prompt is not None and cfg.caption_prompt != reused.spec.caption_prompt:
             raise ExtractConfigError(
@@ -174,15 +173,13 @@ def caption_prompt(cfg: ExtractConfig, reused: ReusedCaptions | None) -> str:
         return reused.spec.caption_prompt
     if cfg.caption_prompt is not None:
         return cfg.caption_prompt
-    from fgvu.extract.encoders.registry import DEFAULT_PROMPTS
-
-    return DEFAULT_PROMPTS.get(cfg.dataset, GENERIC_PROMPT)
+    return adapter.default_prompt
 
 
 def make_spec(cfg: ExtractConfig, task: str, encoders: EncoderSet, prompt: str,
               reused: ReusedCaptions | None = None):
     """The CacheSpec of this run: what cache.json must say for the run to append."""
-    from fgvu.cache_schema import CacheSpec
+    from fgvu.cache import CacheSpec
 
     captioner_fp = reused.spec.encoders["captioner"] if reused is not None else None
     return CacheSpec(dataset=cfg.dataset, task=task, sampling=cfg.sampling,
@@ -200,22 +197,6 @@ class PreparedSource:
     layout: WindowLayout
     targets: dict[str, object]
     captions: list[str] | None
-
-
-def committed_elsewhere(out: Path, part: int) -> set[str]:
-    """Videos committed in other parts of the cache (e.g. by an earlier run with another --parts)."""
-    from fgvu.cache_schema import open_part, part_dirs, part_path
-    from fgvu.cache_tools import committed_rows
-
-    names: set[str] = set()
-    mine = part_path(out, part)
-    for path in part_dirs(out):
-        if path == mine or not (path / "commit.json").exists():
-            continue
-        n = committed_rows(path)["videos"]
-        if n:
-            names.update(open_part(path)["videos/name"][:n].tolist())
-    return names
 
 
 class PartRun:
@@ -254,14 +235,14 @@ class PartRun:
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
 
-        from fgvu.cache_schema import PartWriter
+        from fgvu.cache import PartWriter, committed_videos
 
         cfg, out = self.cfg, self.cfg.out_path
         summary = ExtractSummary(out=out, parts=[self.part])
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
         with PartWriter(out, self.spec, self.part) as writer:
-            done = writer.committed_videos | committed_elsewhere(out, self.part)
+            done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
             pending = [g for g in pending if g.items]
             n_items = sum(len(g.items) for g in groups)
@@ -316,7 +297,7 @@ class PartRun:
     def _write(self, writer, group: SourceGroup, header: PreparedSource, encoder: SourceEncoder,
                summary: ExtractSummary, fail, bar) -> None:
         """Finish the source's encoding and append each of its items with its own targets."""
-        from fgvu.cache_schema import VideoRecord
+        from fgvu.cache import VideoRecord
 
         ok = [item for item in group.items if not isinstance(header.targets[item.name], Exception)]
         try:
@@ -371,7 +352,7 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     if reused is not None and reused.cache.resolve() == cfg.out_path.resolve():
         raise ExtractConfigError(f"--reuse-captions names the output cache {cfg.out_path}; pass the cache "
                                  "the captions come from, and a new --out for the new encoders")
-    prompt = caption_prompt(cfg, reused)
+    prompt = caption_prompt(cfg, adapter, reused)
     if encoders is None:
         encoders = build_encoders(cfg, with_captioner=reused is None)
     elif reused is None and encoders.captioner is None:

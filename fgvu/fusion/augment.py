@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fgvu.errors import FgvuError
 from fgvu.fusion.config import AUGMENTATIONS, FitConfig
 
 
-class AugmentError(FgvuError):
+class AugmentError(ValueError):
     """An unknown augmentation name or a batch that does not fit together."""
 
 

@@ -1,12 +1,11 @@
 """The in-memory loader of stage 2: cached tensors gathered into batches with index tensors.
 
-The per-frame tables (image, text) and the per-window clips (video) stay in memory in the
-cache's float16 (half the memory of float32: Aff-Wild2's clips alone are ~4 GB). A batch of windows `idx` is three gathers (`image[image_index[idx]]`,
-`text[caption_index[idx]]`, `clips[idx]`), a cast to float32 and the per-dimension
-normalisation: no per-sample Python and no file reads. Per-step targets are gathered once
-for every window.
-
-Splits are by video, never by window.
+The per-frame tables of grid modalities (image, text, ...) and the per-window clips of clip
+modalities (video) stay in memory in the cache's float16 (half the memory of float32). A batch
+of windows `idx` is one gather per modality (`table[index[idx]]` on a grid, `clips[idx]`), a
+cast to float32 and the per-dimension normalisation: no per-sample Python and no file reads.
+Per-step targets are gathered once for every window. Every modality is handled through the
+registry (`fgvu.modalities`), so a new one needs no edit here.
 """
 
 from __future__ import annotations
@@ -16,70 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fgvu.cache_schema import MODALITIES, CacheView
-from fgvu.errors import FgvuError
+from fgvu.cache import CacheView
+from fgvu.fusion.splits import DataError
+from fgvu.modalities import MODALITIES, Modality, ModalityError, canonical
 from fgvu.sampling import step_frames
 
 CHUNK_ROWS = 4096  # rows per pass when scanning large tables (bounded temporary memory)
 
 
-class DataError(FgvuError):
-    """The cache cannot feed the requested training or evaluation."""
-
-
-# ---- splits --------------------------------------------------------------------------
-
-
-def _split_counts(view: CacheView) -> str:
-    names, counts = np.unique(view.videos.split, return_counts=True)
-    return ", ".join(f"{n}: {c}" for n, c in zip(names, counts)) or "no videos"
-
-
-def videos_in_split(view: CacheView, split: str) -> np.ndarray:
-    """Rows of the videos table in `split`; an empty split is an error."""
-    rows = np.flatnonzero(view.videos.split == split)
-    if len(rows) == 0:
-        raise DataError(f"cache {view.path}: no videos in split {split!r} (videos per split: {_split_counts(view)})")
-    return rows
-
-
-def rows_of_names(view: CacheView, names: list[str]) -> np.ndarray:
-    """Rows of the named videos; a name the cache does not hold is an error."""
-    index = {n: i for i, n in enumerate(view.videos.name.tolist())}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise DataError(f"cache {view.path}: videos {missing[:5]} (of {len(missing)} missing) are not in the cache")
-    return np.array([index[n] for n in names], dtype=np.int64)
-
-
-def train_val_videos(view: CacheView, val_split: str = "val", val_fraction: float = 0.2,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of the videos table, disjoint by construction.
-
-    The cache's own `val_split` when it has videos. Only the default "val" has a fallback: a
-    cache without "val" videos holds out a seeded `val_fraction` of its training videos (at
-    least one). Any other split the cache does not hold is an error, and so is "train" (the
-    validation videos would be the training videos).
-    """
-    if val_split == "train":
-        raise DataError(f"cache {view.path}: the validation split cannot be 'train' (it would validate on the "
-                        "training videos); use the cache's val split or leave the default")
-    train = videos_in_split(view, "train")
-    val = np.flatnonzero(view.videos.split == val_split)
-    if len(val):
-        return train, val
-    if val_split != "val":
-        raise DataError(f"cache {view.path}: no videos in validation split {val_split!r} "
-                        f"(videos per split: {_split_counts(view)})")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"cache {view.path}: no {val_split!r} videos and val_fraction={val_fraction} is not in (0, 1)")
-    if len(train) < 2:
-        raise DataError(
-            f"cache {view.path}: no {val_split!r} videos and only {len(train)} training video to hold some out from"
-        )
-    n_val = min(len(train) - 1, max(1, round(val_fraction * len(train))))
-    order = np.random.default_rng(seed).permutation(len(train))
-    return np.sort(train[order[n_val:]]), np.sort(train[order[:n_val]])
+def length_options(cfg) -> dict[str, int]:
+    """The training-time steps per window of each modality that has an option (from a FitConfig)."""
+    return {m.length_option: getattr(cfg, m.length_option) for m in MODALITIES.values()
+            if m.length_option and hasattr(cfg, m.length_option)}
 
 
 # ---- normalisation -------------------------------------------------------------------
@@ -94,6 +41,11 @@ class Normalization:
 
     def apply(self, letter: str, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean[letter]) / self.std[letter]
+
+    def to(self, device) -> "Normalization":
+        """The same statistics on another device."""
+        return Normalization({m: t.to(device) for m, t in self.mean.items()},
+                             {m: t.to(device) for m, t in self.std.items()})
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Flat name -> tensor, for safetensors."""
@@ -140,43 +92,55 @@ def _first_nonfinite_row(table: np.ndarray) -> int | None:
 class FeatureData:
     """The tensors of one cache for the requested modalities and training-time sampling.
 
-    `image_frames`, `captions` and `video_frames` pick subsets of what the cache holds:
-    8 image frames is every second image index, 2 captions every second caption, and
-    `video_frames` names the clip array (`clips/video_f<T>`).
+    `lengths` are the modalities' length options (`image_frames=8`, `captions=2`,
+    `video_frames=32`, ...), picking subsets of what the cache holds: 8 image frames is every
+    second image-grid index, 2 captions every second caption, and `video_frames` names the
+    clip array (`clips/video_f<T>`).
     """
 
-    def __init__(self, view: CacheView, modalities: tuple[str, ...], *, image_frames: int = 16, captions: int = 4,
-                 video_frames: int = 16, device: str | torch.device = "cpu"):
+    def __init__(self, view: CacheView, modalities: tuple[str, ...], *, device: str | torch.device = "cpu",
+                 **lengths: int):
+        unknown = sorted(set(lengths) - {m.length_option for m in MODALITIES.values() if m.length_option})
+        if unknown:
+            raise TypeError(f"FeatureData got unknown length options {unknown}")
         self.view = view
         self.plan = view.spec.sampling
         self.task = view.spec.task
         self.device = torch.device(device)
         self.modalities = _check_modalities(view, modalities)
-        plan = self.plan
         index_np: dict[str, np.ndarray] = {}
         tables_np: dict[str, np.ndarray] = {}
-        if "i" in self.modalities:
-            step = _subsample_step(view, "image frames", plan.image_frames, image_frames, "--image-frames")
-            index_np["i"], tables_np["i"] = view.image_index[:, ::step], view.image
-        if "t" in self.modalities:
-            step = _subsample_step(view, "captions", plan.captions, captions,
-                                   "--captions (more captions need a finer grid: `fgvu extract --caption-every`)")
-            index_np["t"], tables_np["t"] = view.caption_index[:, ::step], view.text
-        if "v" in self.modalities:
-            if video_frames not in view.video:
-                raise DataError(
-                    f"cache {view.path}: no {video_frames}-frame video clips; it holds T={sorted(view.video)} "
-                    "(extract with --video-frames to add more)"
-                )
-            tables_np["v"] = view.video[video_frames]
+        masks_np: dict[str, np.ndarray] = {}
+        for letter in self.modalities:
+            m = MODALITIES[letter]
+            if m.storage == "clip":
+                tables_np[letter] = self._clips(m, lengths.get(m.length_option, 16))
+                continue
+            grid = m.on_grid
+            have = grid.steps(self.plan)
+            step = _subsample_step(view, m, have, lengths.get(m.length_option, have))
+            index_np[letter] = getattr(view, grid.index_key)[:, ::step]
+            tables_np[letter] = getattr(view, m.name)
+            if m.masked:
+                masks_np[letter] = getattr(view, m.mask_key)
         self._check_finite(tables_np)
         self.dims = {m: int(tables_np[m].shape[-1]) for m in self.modalities}
         self.lengths = {m: int(index_np[m].shape[1]) if m in index_np else int(tables_np[m].shape[1])
                         for m in self.modalities}
-        self._tables_np, self._index_np = tables_np, index_np
+        self._tables_np, self._index_np, self._masks_np = tables_np, index_np, masks_np
         self.tables = {m: torch.from_numpy(np.ascontiguousarray(t)).to(self.device) for m, t in tables_np.items()}
         self.index = {m: torch.from_numpy(np.ascontiguousarray(i, dtype=np.int64)).to(self.device)
                       for m, i in index_np.items()}
+        self.row_masks = {m: torch.from_numpy(np.ascontiguousarray(x, dtype=bool)).to(self.device)
+                          for m, x in masks_np.items()}
+
+    def _clips(self, m: Modality, t: int) -> np.ndarray:
+        clips = getattr(self.view, m.name)
+        if t not in clips:
+            held = sorted(self.view.spec.sampling.video_frames)
+            raise DataError(f"cache {self.view.path}: no {t}-frame {m.name} clips; it holds T={held} "
+                            "(extract with --video-frames to add more)")
+        return clips[t]
 
     @property
     def n_windows(self) -> int:
@@ -189,17 +153,18 @@ class FeatureData:
     def _check_finite(self, tables: dict[str, np.ndarray]) -> None:
         """NaN/Inf features are an error that names the video (never silently trained on)."""
         view = self.view
-        for m, table in tables.items():
+        for letter, table in tables.items():
             row = _first_nonfinite_row(table)
             if row is None:
                 continue
-            if m == "v":
+            m = MODALITIES[letter]
+            if m.storage == "clip":
                 video = view.window_video[row]
             else:
-                offsets = view.videos.image_offset if m == "i" else view.videos.text_offset
+                offsets = getattr(view.videos, f"{m.on_grid.table}_offset")
                 video = np.searchsorted(offsets.astype(np.int64), row, side="right") - 1
             raise DataError(
-                f"cache {view.path}: video {str(view.videos.name[video])!r} has NaN or Inf {MODALITIES[m]} features "
+                f"cache {view.path}: video {str(view.videos.name[video])!r} has NaN or Inf {m.name} features "
                 f"(row {row}); re-extract it or drop it from the cache"
             )
         labelled = view.target_mask
@@ -209,15 +174,17 @@ class FeatureData:
             raise DataError(f"cache {view.path}: video {str(view.videos.name[video])!r} has NaN or Inf targets on valid frames")
 
     def fit_normalization(self, train_videos: np.ndarray) -> Normalization:
-        """Per-dimension statistics from the training videos' rows only: for images and
-        captions, the rows the training windows actually read (with --image-frames 8, every
-        second grid frame; never the ones the model does not see)."""
+        """Per-dimension statistics from the training videos' rows only: for grid modalities,
+        the rows the training windows actually read (with --image-frames 8, every second grid
+        frame; never the ones the model does not see), and only their valid rows."""
         windows = self.windows_of(train_videos)
         if len(windows) == 0:
             raise DataError(f"cache {self.view.path}: the training videos have no windows")
         mean, std = {}, {}
         for m, table in self._tables_np.items():
-            rows = windows if m == "v" else np.unique(self._index_np[m][windows])
+            rows = windows if m not in self._index_np else np.unique(self._index_np[m][windows])
+            if m in self._masks_np:
+                rows = rows[self._masks_np[m][rows]]
             mu, sd = _moments(table, rows)
             mean[m] = torch.from_numpy(mu.astype(np.float32)).to(self.device)
             std[m] = torch.from_numpy(np.maximum(sd, 1e-6).astype(np.float32)).to(self.device)
@@ -230,8 +197,16 @@ class FeatureData:
         for m in self.modalities:
             x = self.tables[m][self.index[m][idx]] if m in self.index else self.tables[m][idx]
             x = x.float()
-            out[m] = norm.apply(m, x) if norm is not None else x
+            x = norm.apply(m, x) if norm is not None else x
+            if m in self.row_masks:  # invalid steps carry zeros, whatever normalisation did
+                x = x * self.row_masks[m][self.index[m][idx]][..., None]
+            out[m] = x
         return out
+
+    def step_masks(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """letter -> [B, T_m] bool validity of each step, for the modalities that have a mask."""
+        idx = idx.to(self.device)
+        return {m: mask[self.index[m][idx]] for m, mask in self.row_masks.items()}
 
     def step_targets(self, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets [W, S, K] and validity [W, S, K] at every window's step frames.
@@ -254,19 +229,26 @@ class FeatureData:
 
 
 def _check_modalities(view: CacheView, modalities: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown or not modalities:
-        raise DataError(f"unknown modality letters {unknown or '(none given)'}; use a subset of v (video), i (image), t (text)")
+    try:
+        canonical(modalities)
+    except ModalityError as e:
+        raise DataError(str(e)) from None
     missing = [m for m in modalities if m not in view.modalities]
     if missing:
-        have = ", ".join(f"{m} ({MODALITIES[m]})" for m in view.modalities) or "none"
-        want = ", ".join(f"{m} ({MODALITIES[m]})" for m in missing)
+        have = ", ".join(f"{m} ({MODALITIES[m].name})" for m in view.modalities) or "none"
+        want = ", ".join(f"{m} ({MODALITIES[m].name})" for m in missing)
         raise DataError(f"cache {view.path} has no {want} features; it has: {have}")
     return tuple(dict.fromkeys(modalities))
 
 
-def _subsample_step(view: CacheView, what: str, have: int, want: int, option: str) -> int:
+def _subsample_step(view: CacheView, m: Modality, have: int, want: int) -> int:
     if want <= 0 or want > have or have % want:
+        what = m.length_option.replace("_", " ")
+        option = "--" + m.length_option.replace("_", "-")
+        grid = m.on_grid
+        if want > have and grid.extract_option:
+            option += f" (more {what} need a finer grid: `fgvu extract {grid.extract_option}`)"
         divisors = [d for d in range(1, have + 1) if have % d == 0]
         raise DataError(f"cache {view.path} has {have} {what} per window; {option} must be one of {divisors}, got {want}")
     return have // want
+

@@ -11,42 +11,18 @@ label is P >= 0.5.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache_schema import CacheView, open_cache
-from fgvu.fusion.data import DataError, FeatureData, rows_of_names, videos_in_split
+from fgvu.cache import CacheView, open_cache
+from fgvu.fusion.data import FeatureData, length_options
+from fgvu.fusion.run_folder import FrameTable, eval_file
+from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
+from fgvu.tasks import get_task
 
 EVAL_BATCH = 256
-
-
-@dataclass
-class FrameTable:
-    """Frame-level predictions of some videos, every frame of each, in cache order.
-
-    For va, y_pred holds valence/arousal; for violence, y_pred the 0/1 label and prob P(violent).
-    """
-
-    video_names: np.ndarray  # [V] str
-    video: np.ndarray  # [N] index into video_names
-    frame: np.ndarray  # [N] frame number inside its video (0-based)
-    y_true: np.ndarray  # [N, K]
-    y_pred: np.ndarray  # [N, K]
-    mask: np.ndarray  # [N, K] True where the target is valid
-    prob: np.ndarray | None = None  # [N] (violence)
-
-    def save(self, path: str | Path) -> None:
-        arrays = dict(video_names=self.video_names.astype(str), video=self.video, frame=self.frame,
-                      y_true=self.y_true, y_pred=self.y_pred, mask=self.mask)
-        if self.prob is not None:
-            arrays["prob"] = self.prob
-        np.savez(path, **arrays)
-
-    def rows_of(self, v: int) -> np.ndarray:
-        return np.flatnonzero(self.video == v)
 
 
 def predict_windows(model, data: FeatureData, windows: np.ndarray, norm, batch_size: int = EVAL_BATCH) -> np.ndarray:
@@ -58,17 +34,13 @@ def predict_windows(model, data: FeatureData, windows: np.ndarray, norm, batch_s
     with torch.no_grad():
         for lo in range(0, len(windows), batch_size):
             idx = torch.from_numpy(np.asarray(windows[lo : lo + batch_size], dtype=np.int64))
-            out.append(model(data.inputs(idx, norm)).steps.float().cpu().numpy())
+            out.append(model(data.inputs(idx, norm), data.step_masks(idx)).steps.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
 
 
 def step_values(task: str, outputs: np.ndarray) -> np.ndarray:
-    """What frame-level evaluation averages: va values, or P(violent) [.., 1] from logits."""
-    if task == "va":
-        return outputs
-    shifted = outputs - outputs.max(axis=-1, keepdims=True)
-    prob = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
-    return prob[..., 1:2]
+    """What frame-level evaluation averages: the task's per-step values (va values, P(violent))."""
+    return get_task(task).step_values(outputs)
 
 
 def frame_level(view: CacheView, windows: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
@@ -111,30 +83,23 @@ def frame_table(view: CacheView, task: str, per_video: dict[int, np.ndarray]) ->
         frame.append(np.arange(n, dtype=np.int64))
         y_true.append(view.targets[lo : lo + n])
         mask.append(view.target_mask[lo : lo + n])
-        pred = per_video[v].astype(np.float32)
-        if task == "violence":
-            prob.append(pred[:, 0])
-            pred = (pred >= 0.5).astype(np.float32)
-        y_pred.append(pred)
+        pred, p = get_task(task).frame_predictions(per_video[v].astype(np.float32))
+        y_pred.append(pred.astype(np.float32))
+        if p is not None:
+            prob.append(p)
     cat = np.concatenate
     return FrameTable(
         video_names=np.array(names, dtype=str), video=cat(video), frame=cat(frame),
         y_true=cat(y_true).astype(np.float32), y_pred=cat(y_pred), mask=cat(mask),
-        prob=cat(prob).astype(np.float32) if task == "violence" else None,
+        prob=cat(prob).astype(np.float32) if prob else None,
     )
 
 
 def table_metrics(task: str, table: FrameTable, rows: np.ndarray | None = None) -> dict:
     """The benchmark metrics over the valid frames of `table` (or of its `rows`)."""
-    from fgvu.fusion import metrics
-
     sel = slice(None) if rows is None else rows
-    y_true, y_pred, mask = table.y_true[sel], table.y_pred[sel], table.mask[sel]
-    if task == "va":
-        return metrics.va_metrics(y_true, y_pred, mask)
-    m = mask[:, 0]
-    result = metrics.violence_metrics(y_true[m, 0].astype(np.int64), table.prob[sel][m])
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
+    prob = table.prob[sel] if table.prob is not None else None
+    return get_task(task).metrics(table.y_true[sel], table.y_pred[sel], table.mask[sel], prob)
 
 
 def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> tuple[dict, FrameTable]:
@@ -153,12 +118,11 @@ def _load(run: str | Path, cache: str | Path | None):
 
     ckpt = load_checkpoint(run)
     cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
-    view = open_cache(cache)
+    cfg = ckpt.cfg
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
     if view.spec.task != ckpt.task:
         raise DataError(f"cache {cache} is a {view.spec.task} cache, but run {run} was trained for {ckpt.task}")
-    cfg = ckpt.cfg
-    data = FeatureData(view, cfg.model.modalities, image_frames=cfg.image_frames, captions=cfg.captions,
-                       video_frames=cfg.video_frames)
+    data = FeatureData(view, cfg.model.modalities, **length_options(cfg))
     if data.dims != {m: int(d) for m, d in ckpt.meta["dims"].items()}:
         raise DataError(f"cache {cache} has feature dims {data.dims}, run {run} was trained on {ckpt.meta['dims']}")
     return ckpt, data
@@ -179,7 +143,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
     all valid. A split other than val goes to RUN/eval-<split>.json.
     """
-    from fgvu.cache_schema import write_json
+    from fgvu.atomic_io import write_json
 
     run = Path(run)
     ckpt, data = _load(run, cache)
@@ -195,7 +159,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
         "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "n_valid": int(table.mask.all(axis=1).sum()),
         "metrics": overall, "per_video": per_video,
     }
-    write_json(run / ("eval.json" if split == "val" else f"eval-{split}.json"), _finite(result))
+    write_json(eval_file(run, split), _finite(result))
     return result
 
 
@@ -211,13 +175,8 @@ def _finite(obj):
 
 
 def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None) -> list[Path]:
-    """Write frame-level predictions of a split in the benchmark's submission format.
-
-    va (Aff-Wild2): OUT/<video>.txt, header `image_location,valence,arousal`, one row per
-    frame `<video>/<00001>.jpg,v,a` (1-based, as the cropped_aligned frames are named).
-    violence (DVD): OUT/<video>.csv, header `Frame_Number,Predicted_Label`, one row per frame
-    (0-based frame numbers).
-    """
+    """Write frame-level predictions of a split in the benchmark's submission format
+    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`)."""
     ckpt, data = _load(run, cache)
     view = data.view
     rows = _split_rows(ckpt, view, split)
@@ -226,20 +185,8 @@ def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | 
     per_video = frame_level(view, windows, values)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for v, pred in per_video.items():
-        name = view.videos.name[v]
-        if ckpt.task == "va":
-            path = out / f"{name}.txt"
-            lines = ["image_location,valence,arousal"]
-            lines += [f"{name}/{f + 1:05d}.jpg,{p[0]:.6f},{p[1]:.6f}" for f, p in enumerate(pred)]
-        else:
-            path = out / f"{name}.csv"
-            lines = ["Frame_Number,Predicted_Label"]
-            lines += [f"{f},{int(p[0] >= 0.5)}" for f, p in enumerate(pred)]
-        path.write_text("\n".join(lines) + "\n")
-        written.append(path)
-    return written
+    task = get_task(ckpt.task)
+    return [task.write_submission(out, view.videos.name[v], pred) for v, pred in per_video.items()]
 
 
 def format_table(result: dict) -> str:

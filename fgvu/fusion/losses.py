@@ -10,12 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fgvu.errors import FgvuError
 
 EPS = 1e-8
 
 
-class LossInputError(FgvuError):
+class LossInputError(ValueError):
     """Loss inputs whose shapes or kinds do not match."""
 
 
@@ -96,16 +95,24 @@ def classification_loss(
     return (per_entry * weight).sum() / weight.sum().clamp(min=EPS)
 
 
-def recon_loss(recon: dict[str, Tensor], inputs: dict[str, Tensor]) -> Tensor:
-    """Mean over modalities of the MSE between each reconstruction and its (normalised) input."""
+def recon_loss(recon: dict[str, Tensor], inputs: dict[str, Tensor], masks: dict[str, Tensor] | None = None) -> Tensor:
+    """Mean over modalities of the MSE between each reconstruction and its (normalised) input.
+
+    `masks` (letter -> [B, T] bool, True = valid) leaves invalid steps out of their modality's MSE.
+    """
     if not recon:
         raise LossInputError("recon_loss got no reconstructions (build the model with recon=True)")
+    masks = masks or {}
     losses = []
     for m, r in recon.items():
         if m not in inputs or inputs[m].shape != r.shape:
             got = tuple(inputs[m].shape) if m in inputs else "nothing"
             raise LossInputError(f"recon_loss: reconstruction of {m!r} has shape {tuple(r.shape)}, input {got}")
-        losses.append(F.mse_loss(r, inputs[m]))
+        if m in masks:
+            valid = masks[m][..., None].expand_as(r)
+            losses.append(masked_mse(r, inputs[m], valid))
+        else:
+            losses.append(F.mse_loss(r, inputs[m]))
     return torch.stack(losses).mean()
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fgvu.errors import FgvuError
 
 
-class MetricError(FgvuError):
+class MetricError(ValueError):
     """Metric inputs that do not fit together (shapes, no valid entries)."""
 
 

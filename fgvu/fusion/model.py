@@ -31,22 +31,26 @@ Time grids: a modality with `T` steps per window has step `k` at frame `k * wind
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from fgvu.errors import FgvuError
-from fgvu.fusion.config import MODALITY_LETTERS, ModelConfig
+from fgvu.fusion.config import Fusion, ModelConfig
+from fgvu.modalities import BY_NAME, MODALITIES, query_letter
+from fgvu.tasks import TASKS
 
-TASK_OUTPUTS = {"va": 2, "violence": 2}
-QUERY_LETTER = {"image": "i", "video": "v", "text": "t"}
-# the query used when cfg.query is not among the chosen modalities
-QUERY_FALLBACK_ORDER = ("i", "v", "t")
+FUSIONS = typing.get_args(Fusion)
 
 
-class FusionModelError(FgvuError):
+class FusionModelError(ValueError):
     """A model configuration or an input batch that the fusion model cannot use."""
+
+
+class FusionConfigError(FgvuError, FusionModelError):
+    """A model configuration (from the user's options) that cannot be built."""
 
 
 @dataclass
@@ -122,10 +126,21 @@ class CrossAttention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, query: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        """[B, S, d], [B, T, d] -> (attended [B, S, d], head-averaged weights [B, S, T])."""
-        attended, weights = self.mha(query, context, context, need_weights=True, average_attn_weights=True)
-        return self.norm(query + self.drop(attended)), weights
+    def forward(self, query: Tensor, context: Tensor, context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """[B, S, d], [B, T, d] -> (attended [B, S, d], head-averaged weights [B, S, T]).
+
+        `context_mask` [B, T] (True = valid) keeps invalid context steps out of attention; a
+        sample with no valid context step attends to nothing (zero attended, zero weights).
+        """
+        if context_mask is None:
+            attended, weights = self.mha(query, context, context, need_weights=True, average_attn_weights=True)
+            return self.norm(query + self.drop(attended)), weights
+        empty = ~context_mask.any(dim=1)  # all keys masked would give NaN: open them, then zero the result
+        ignore = ~context_mask & ~empty[:, None]
+        attended, weights = self.mha(query, context, context, key_padding_mask=ignore, need_weights=True,
+                                     average_attn_weights=True)
+        keep = (~empty).to(attended.dtype)[:, None, None]
+        return self.norm(query + self.drop(attended * keep)), weights * keep
 
 
 class FusionModel(nn.Module):
@@ -133,15 +148,16 @@ class FusionModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, dims: dict[str, int], n_outputs: int, task: str):
         """cfg: the model config; dims: letter -> input feature dim for each of cfg.modalities;
-        n_outputs: 2 for va (valence, arousal) and violence (class logits); task: va | violence."""
+        n_outputs: the task's outputs per step (`fgvu.tasks`); task: a task name (va, violence)."""
         super().__init__()
         _check_config(cfg, dims, n_outputs, task)
         self.cfg = cfg
         self.task = task
+        self._task = TASKS[task]
         self.dims = {m: int(dims[m]) for m in cfg.modalities}
-        # canonical order, so ("i", "v") and ("v", "i") build the same model
-        self.modalities = tuple(m for m in MODALITY_LETTERS if m in cfg.modalities)
-        self.query = _resolve_query(cfg.query, self.modalities)
+        # registry order, so ("i", "v") and ("v", "i") build the same model
+        self.modalities = tuple(m for m in MODALITIES if m in cfg.modalities)
+        self.query = query_letter(cfg.query, self.modalities)
         self.context = tuple(m for m in self.modalities if m != self.query)
         self.encoders = nn.ModuleDict({m: ModalityEncoder(self.dims[m], cfg) for m in self.modalities})
 
@@ -169,35 +185,37 @@ class FusionModel(nn.Module):
             if cfg.recon else None
         )
 
-    def forward(self, inputs: dict[str, Tensor]) -> FusionOutput:
-        """inputs: letter -> [B, T_m, D_m] float features (normalised) for every model modality."""
+    def forward(self, inputs: dict[str, Tensor], masks: dict[str, Tensor] | None = None) -> FusionOutput:
+        """inputs: letter -> [B, T_m, D_m] float features (normalised) for every model modality;
+        masks: letter -> [B, T_m] bool (True = valid) for modalities with invalid steps (audio
+        gaps), which are then left out of attention and pooling."""
         self._check_inputs(inputs)
+        masks = {m: x for m, x in (masks or {}).items() if m in self.modalities}
         states = {m: self.encoders[m](inputs[m]) for m in self.modalities}
-        fused, attention = self._fuse(states)
-        steps = self.head(fused)
-        if self.task == "va":
-            steps = torch.tanh(steps)
+        fused, attention = self._fuse(states, masks)
+        steps = self._task.activate(self.head(fused))
         recon = None
         if self.decoders is not None:
             recon = {m: self.decoders[m](resample_steps(fused, inputs[m].shape[1])) for m in self.modalities}
         return FusionOutput(steps=steps, recon=recon, attention=attention)
 
-    def _fuse(self, states: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def _fuse(self, states: dict[str, Tensor], masks: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """GRU states -> fused per-step representation [B, S, fused_dim] and attention weights."""
+        masks = masks or {}
         h_q = states[self.query]
         if not self.context:  # one modality: identity fusion
             return h_q, {}
         parts, attention = [h_q], {}
         if self.cfg.fusion == "concat":
-            parts += [states[c].mean(dim=1, keepdim=True).expand(-1, h_q.shape[1], -1) for c in self.context]
+            parts += [_masked_mean(states[c], masks.get(c)).expand(-1, h_q.shape[1], -1) for c in self.context]
         elif self.cfg.fusion == "xattn":
             for c in self.context:
-                attended, attention[c] = self.stages[c](h_q, states[c])
+                attended, attention[c] = self.stages[c](h_q, states[c], masks.get(c))
                 parts.append(attended)
         else:  # xattn-sym
             for pair, stage in self.stages.items():
                 a, b = pair
-                attended, weights = stage(states[a], states[b])
+                attended, weights = stage(states[a], states[b], masks.get(b))
                 attention[b if a == self.query else f"{a}<-{b}"] = weights
                 parts.append(resample_steps(attended, h_q.shape[1]))
         return torch.cat(parts, dim=-1), attention
@@ -215,34 +233,34 @@ class FusionModel(nn.Module):
                 )
 
 
-def _resolve_query(query: str, modalities: tuple[str, ...]) -> str:
-    """The query letter: cfg.query if that modality is used, else the first of image, video, text."""
-    letter = QUERY_LETTER[query]
-    if letter in modalities:
-        return letter
-    return next(m for m in QUERY_FALLBACK_ORDER if m in modalities)
+def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """[B, T, d] -> [B, 1, d]: the mean over the valid steps (zeros for a sample with none)."""
+    if mask is None:
+        return x.mean(dim=1, keepdim=True)
+    w = mask.to(x.dtype)[..., None]
+    return (x * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
 def _check_config(cfg: ModelConfig, dims: dict[str, int], n_outputs: int, task: str) -> None:
     problems = []
-    unknown = [m for m in cfg.modalities if m not in MODALITY_LETTERS]
+    unknown = [m for m in cfg.modalities if m not in MODALITIES]
     if unknown or not cfg.modalities or len(set(cfg.modalities)) != len(cfg.modalities):
-        problems.append(f"modalities {list(cfg.modalities)} must be distinct letters of {sorted(MODALITY_LETTERS)}")
-    if cfg.fusion not in ("xattn", "xattn-sym", "concat"):
-        problems.append(f"unknown fusion {cfg.fusion!r} (xattn, xattn-sym, concat)")
-    if cfg.query not in QUERY_LETTER:
-        problems.append(f"unknown query {cfg.query!r} (image, video, text)")
+        problems.append(f"modalities {list(cfg.modalities)} must be distinct letters of {sorted(MODALITIES)}")
+    if cfg.fusion not in FUSIONS:
+        problems.append(f"unknown fusion {cfg.fusion!r} ({', '.join(FUSIONS)})")
+    if cfg.query not in BY_NAME:
+        problems.append(f"unknown query {cfg.query!r} ({', '.join(BY_NAME)})")
     if cfg.d_model < 1 or cfg.heads < 1 or cfg.d_model % cfg.heads:
         problems.append(f"d_model {cfg.d_model} must be a positive multiple of heads {cfg.heads}")
     if cfg.bidirectional and cfg.d_model % 2:
         problems.append(f"a bidirectional GRU needs an even d_model (d_model / 2 per direction), not {cfg.d_model}")
     if cfg.gru_layers < 1 or cfg.mlp_hidden < 1 or not 0.0 <= cfg.dropout < 1.0:
         problems.append("gru_layers and mlp_hidden must be >= 1 and dropout in [0, 1)")
-    if missing := [m for m in cfg.modalities if m in MODALITY_LETTERS and int(dims.get(m, 0)) < 1]:
+    if missing := [m for m in cfg.modalities if m in MODALITIES and int(dims.get(m, 0)) < 1]:
         problems.append(f"no input dim for modalities {missing} (dims {dims})")
-    if task not in TASK_OUTPUTS:
-        problems.append(f"unknown task {task!r} ({', '.join(TASK_OUTPUTS)})")
-    elif n_outputs != TASK_OUTPUTS[task]:
-        problems.append(f"task {task} has {TASK_OUTPUTS[task]} outputs, not {n_outputs}")
+    if task not in TASKS:
+        problems.append(f"unknown task {task!r} ({', '.join(TASKS)})")
+    elif n_outputs != TASKS[task].n_outputs:
+        problems.append(f"task {task} has {TASKS[task].n_outputs} outputs, not {n_outputs}")
     if problems:
-        raise FusionModelError("invalid fusion model config: " + "; ".join(problems))
+        raise FusionConfigError("invalid fusion model config: " + "; ".join(problems))

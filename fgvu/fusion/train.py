@@ -4,12 +4,8 @@ AdamW with linear warm-up then cosine decay (or one-cycle), gradient clipping, f
 augmentation and mixup, an optional autoencoding term, and early stopping on the frame-level
 validation metric (ccc_mean for va, f1_macro for violence). The best epoch's model is kept.
 
-Run folder:
-    config.json       {"fit": FitConfig, "cache", "cache_fingerprint", "task", "dims", "splits", ...}
-    model.safetensors best weights + normalisation statistics (norm.<m>.mean / .std)
-    metrics.jsonl     one line per epoch: epoch, train_loss, val, lr, seconds
-    metrics.json      {"task", "best_epoch", "val": {...}, ...}
-    val_frames.npz    frame-level validation predictions of the best epoch
+The run folder's files are described in `fgvu.fusion.run_folder`; task-specific choices (losses,
+class weights, the metric that selects the epoch) come from the task registry (`fgvu.tasks`).
 """
 
 from __future__ import annotations
@@ -24,20 +20,29 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache_schema import TASKS, open_cache, write_json
+from fgvu.cache import cache_fingerprint, open_cache
 from fgvu.errors import FgvuError
-from fgvu.fusion.checkpoint import cache_fingerprint, save_config, save_weights
-from fgvu.fusion.config import FitConfig
-from fgvu.fusion.data import FeatureData, train_val_videos
+from fgvu.fusion import run_folder
+from fgvu.fusion.checkpoint import save_weights
+from fgvu.fusion.config import AUGMENTATIONS, FitConfig
+from fgvu.fusion.data import FeatureData, length_options
 from fgvu.fusion.evaluate import evaluate_windows
-
-PRIMARY_METRIC = {"va": "ccc_mean", "violence": "f1_macro"}
-RUN_FILES = ("metrics.jsonl", "metrics.json", "val_frames.npz", "eval.json", "model.safetensors")
-N_OUTPUTS = 2  # valence + arousal, or two class logits
+from fgvu.fusion.splits import train_val_videos
+from fgvu.tasks import Task, TaskError, get_task
 
 
 class FitError(FgvuError):
     """A training configuration that cannot work with this cache."""
+
+
+def resolve_device(device: str) -> str:
+    """The torch device to train on: "auto" is cuda when torch sees a GPU, else cpu; others are checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    _check_device(device)
+    return device
 
 
 def _check_device(device: str) -> None:
@@ -58,12 +63,11 @@ def _check_device(device: str) -> None:
         raise FitError(f"--device {device}: Apple MPS is not available here; use --device cpu")
 
 
-def _loss_kind(cfg: FitConfig, task: str) -> str:
-    kind = cfg.loss or ("ccc" if task == "va" else "ce")
-    allowed = ("ccc", "ccc+mse") if task == "va" else ("ce", "focal")
-    if kind not in allowed:
-        raise FitError(f"loss {kind!r} does not fit the {task} task; use one of {list(allowed)}")
-    return kind
+def _loss_kind(cfg: FitConfig, task: Task) -> str:
+    try:
+        return task.loss_kind(cfg.loss)
+    except TaskError as e:
+        raise FitError(str(e)) from None
 
 
 @contextlib.contextmanager
@@ -120,67 +124,14 @@ def _lr_schedule(optimizer, cfg: FitConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _class_weights(targets, mask, task: str, enabled: bool):
-    """Inverse-frequency weights of the classes over the valid training steps (violence)."""
-    import torch
-
-    if task != "violence" or not enabled:
-        return None
-    labels = targets[..., 0][mask[..., 0]].long()
-    counts = torch.bincount(labels, minlength=N_OUTPUTS).float()
-    return counts.sum() / (N_OUTPUTS * counts.clamp(min=1.0))
-
-
 class _Objective:
     """The task loss on per-step outputs, with invalid steps masked."""
 
-    def __init__(self, task: str, cfg: FitConfig, class_weights):
+    def __init__(self, task: Task, cfg: FitConfig, class_weights):
         self.task, self.kind, self.cfg, self.class_weights = task, _loss_kind(cfg, task), cfg, class_weights
 
     def __call__(self, steps, targets, mask):
-        from fgvu.fusion import losses
-
-        if self.task == "va":
-            mse = self.cfg.mse_weight if self.kind == "ccc+mse" else 0.0
-            k = steps.shape[-1]
-            return losses.va_loss(steps.reshape(-1, k), targets.reshape(-1, k), mask.reshape(-1, k), mse_weight=mse)
-        return losses.classification_loss(
-            steps.reshape(-1, steps.shape[-1]), targets[..., 0].reshape(-1).long(), mask[..., 0].reshape(-1),
-            kind=self.kind, class_weights=self.class_weights, gamma=self.cfg.focal_gamma,
-        )
-
-
-def _flat_fit(meta: dict) -> dict:
-    """config.json's fit configuration as one flat dict ("model.d_model", "lr", ...)."""
-    fit_cfg = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
-    flat = {k: v for k, v in fit_cfg.items() if k != "model"}
-    model = fit_cfg.get("model") if isinstance(fit_cfg.get("model"), dict) else {}
-    flat.update({f"model.{k}": v for k, v in model.items()})
-    return flat
-
-
-def _check_overwrite(out: Path, cfg: FitConfig, cache: str | Path) -> None:
-    """Refuse to replace a finished run (metrics.json) made with another configuration or cache.
-
-    The same configuration on the same cache is a re-run and may replace it.
-    """
-    if not (out / "metrics.json").exists():
-        return
-    try:
-        old = json.loads((out / "config.json").read_text())
-    except (OSError, ValueError):
-        old = {}
-    old = old if isinstance(old, dict) else {}
-    before, after = _flat_fit(old), _flat_fit({"fit": cfg.to_dict()})
-    changes = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
-               if before.get(k) != after.get(k)]
-    cache = str(Path(cache).resolve())
-    if old.get("cache") != cache:
-        changes.append(f"cache: {old.get('cache')!r} -> {cache!r}")
-    if changes:
-        listed = "; ".join(changes[:6]) + (f"; ... ({len(changes)} differences)" if len(changes) > 6 else "")
-        raise FitError(f"run folder {out} holds a finished run with another configuration ({listed}); "
-                       "choose another --out, or pass --force to replace it")
+        return self.task.loss(steps, targets, mask, self.kind, self.cfg, self.class_weights)
 
 
 def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
@@ -194,48 +145,47 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
 
     from fgvu.fusion.model import FusionModel
 
-    unknown_aug = sorted(set(cfg.augment) - {"noise", "modality-dropout", "temporal-mask", "mixup"})
+    unknown_aug = sorted(set(cfg.augment) - set(AUGMENTATIONS))
     if unknown_aug:
-        raise FitError(f"unknown augmentations {unknown_aug}; known: noise, modality-dropout, temporal-mask, mixup")
+        raise FitError(f"unknown augmentations {unknown_aug}; known: {', '.join(AUGMENTATIONS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise FitError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}")
-    _check_device(cfg.device)
+    device = resolve_device(cfg.device)
     started = time.time()
     out = Path(out)
     if not overwrite:
-        _check_overwrite(out, cfg, cache)
-    view = open_cache(cache)
-    task = view.spec.task
+        run_folder.check_overwrite(out, cfg, cache)
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    task = get_task(view.spec.task)
     _loss_kind(cfg, task)
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
     model_cfg = replace(cfg.model, recon=cfg.recon_weight > 0)
-    data = FeatureData(view, cfg.model.modalities, image_frames=cfg.image_frames, captions=cfg.captions,
-                       video_frames=cfg.video_frames, device=cfg.device)
+    data = FeatureData(view, cfg.model.modalities, device=device, **length_options(cfg))
     train_rows, val_rows = train_val_videos(view, cfg.val_split, cfg.val_fraction, cfg.seed)
     train_windows = torch.from_numpy(data.windows_of(train_rows))
     norm = data.fit_normalization(train_rows) if cfg.normalize else None
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+    run_folder.clear_outputs(out)
     meta = {
         "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
-        "dataset": view.spec.dataset, "task": task,
-        "target_names": list(TASKS[task]), "dims": data.dims, "n_outputs": N_OUTPUTS,
+        "dataset": view.spec.dataset, "task": task.name, "device": device,
+        "target_names": list(task.targets), "dims": data.dims, "n_outputs": task.n_outputs,
         "splits": {"train": view.videos.name[train_rows].tolist(), "val": view.videos.name[val_rows].tolist()},
         "normalization": "model.safetensors: norm.<modality>.mean / norm.<modality>.std" if norm else None,
     }
-    primary = PRIMARY_METRIC[task]
-    with _seeded(cfg.seed, cfg.device):
-        model = FusionModel(model_cfg, data.dims, N_OUTPUTS, task).to(data.device)
+    primary = task.primary
+    with _seeded(cfg.seed, device):
+        model = FusionModel(model_cfg, data.dims, task.n_outputs, task.name).to(data.device)
         with torch.no_grad():
             model.eval()
-            n_steps = model(data.inputs(train_windows[:1], norm)).steps.shape[1]
+            first = train_windows[:1]
+            n_steps = model(data.inputs(first, norm), data.step_masks(first)).steps.shape[1]
         meta["n_steps"] = int(n_steps)
-        save_config(out, meta)
+        run_folder.write_config(out, meta)
         targets, mask = data.step_targets(n_steps)
-        objective = _Objective(task, cfg, _class_weights(targets[train_windows], mask[train_windows], task,
-                                                         cfg.class_weights))
+        weights = task.class_weights(targets[train_windows], mask[train_windows]) if cfg.class_weights else None
+        objective = _Objective(task, cfg, weights)
         steps_per_epoch = math.ceil(len(train_windows) / cfg.batch_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = _lr_schedule(optimizer, cfg, steps_per_epoch)
@@ -247,7 +197,7 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
 
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {''.join(cfg.model.modalities)} {cfg.model.fusion}",
                    unit="epoch", disable=not progress)
-        with open(out / "metrics.jsonl", "w") as log:
+        with open(out / run_folder.METRICS_LOG, "w") as log:
             for epoch in bar:
                 t0 = time.time()
                 train_loss = _train_epoch(model, data, norm, train_windows, targets, mask, objective, optimizer,
@@ -269,11 +219,11 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
                     break
     if best_table is None:
         raise FitError(f"run {out}: the validation {primary} was never finite; nothing was learned")
-    best_table.save(out / "val_frames.npz")
-    result = {"task": task, "primary": primary, "best_epoch": best_epoch, "epochs_run": epoch, "val": best_val,
+    best_table.save(out / run_folder.VAL_FRAMES)
+    result = {"task": task.name, "primary": primary, "best_epoch": best_epoch, "epochs_run": epoch, "val": best_val,
               "n_train_videos": int(len(train_rows)), "n_val_videos": int(len(val_rows)),
               "seconds": round(time.time() - started, 2)}
-    write_json(out / "metrics.json", result)
+    run_folder.write_metrics(out, result)
     return result
 
 
@@ -291,19 +241,21 @@ def _train_epoch(model, data: FeatureData, norm, train_windows, targets, mask, o
     total, batches = 0.0, 0
     for lo in range(0, len(order), cfg.batch_size):
         idx = order[lo : lo + cfg.batch_size]
-        inputs = data.inputs(idx, norm)
+        inputs, step_masks = data.inputs(idx, norm), data.step_masks(idx)
         y, m = targets[idx.to(targets.device)], mask[idx.to(mask.device)]
         perm, lam = None, 1.0
         if use_mixup:
             inputs, perm, lam = augment.mixup(inputs, len(idx), cfg.mixup_alpha, aug_gen)
+            # a mixed step holds information where either of its two samples had some
+            step_masks = {k: v | v[perm.to(v.device)] for k, v in step_masks.items()}
         model_inputs = augment.augment_features(inputs, cfg, aug_gen) if feature_aug else inputs
-        out = model(model_inputs)
+        out = model(model_inputs, step_masks)
         loss = objective(out.steps, y, m)
         if perm is not None:
             perm = perm.to(y.device)
             loss = lam * loss + (1.0 - lam) * objective(out.steps, y[perm], m[perm])
         if cfg.recon_weight > 0:
-            loss = loss + cfg.recon_weight * losses.recon_loss(out.recon, inputs)
+            loss = loss + cfg.recon_weight * losses.recon_loss(out.recon, inputs, step_masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

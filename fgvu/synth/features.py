@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache_schema import TASKS, CacheError, CacheSpec, PartWriter, VideoRecord
+from fgvu.cache import CacheError, CacheSpec, PartWriter, VideoRecord
 from fgvu.sampling import SamplingPlan
+from fgvu.tasks import TASKS
 
 DEFAULT_DIMS = {"video": 48, "image": 48, "text": 32}
 INVALID = -5.0
@@ -165,10 +166,7 @@ def _video_record(name: str, split: str, n: int, task: str, plan: SamplingPlan, 
     roles = ("image", "video", "text")
     latents = {m: _smooth_process(rng, n, LENGTH_SCALE[m], 2) + rng.normal(scale=0.3, size=2) for m in roles}
     drive = sum(latents[m] for m in roles) / np.sqrt(len(roles))  # (n, 2)
-    if task == "va":
-        targets = np.tanh(0.9 * drive).astype(np.float32)
-    else:
-        targets = (drive[:, :1] > 0.5).astype(np.float32)
+    targets = TASKS[task].synthetic_targets(drive)
     mask = np.ones_like(targets, dtype=bool)
     if invalid:
         start = int(rng.integers(0, max(1, n - n // 8)))

@@ -22,8 +22,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from .base import (
     VIDEO_SUFFIXES,
     DatasetAdapter,
@@ -76,6 +74,10 @@ class AffWild2Adapter(DatasetAdapter):
 
     name = "aff-wild2"
     task = "va"
+    default_prompt = (
+        "Describe the facial expression of this person: how pleasant or unpleasant they look (valence) "
+        "and how calm or excited they look (arousal)."
+    )
     layout_help = """\
   data/aff-wild2/
     batch1/<video>.mp4 ...                          (videos anywhere under the root, .mp4/.avi)
@@ -177,7 +179,7 @@ class AffWild2Adapter(DatasetAdapter):
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """(valence, arousal) per frame: line k+1 of the annotation is frame k (0-based)."""
         if item.annotation is None:
-            return Targets(np.zeros((n_frames, 2), np.float32), np.zeros((n_frames, 2), bool), [])
+            return self.unlabelled(n_frames)
         header, rows, first_line = read_rows(item.annotation)
         warns: list[str] = []
         if header is None:

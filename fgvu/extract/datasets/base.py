@@ -1,7 +1,9 @@
-"""The dataset adapter interface: which videos a dataset has, and their per-frame targets.
+"""The dataset adapter interface: which videos a dataset has, their per-frame targets, the caption prompt.
 
 An adapter lists `VideoItem`s (name, source, split, annotation) and turns an item's
-annotation into `Targets` aligned to the frames of its source: row f is frame f (0-based).
+annotation into `Targets` aligned to the frames of its source: row f is frame f (0-based),
+one column per target of its task (`fgvu.tasks`). Its `default_prompt` is what the captioner
+is asked about each frame unless `--caption-prompt` says otherwise.
 Annotations that are too short are padded with invalid rows, too long ones truncated, and
 bad values masked, each with a warning in `Targets.warnings`; they never crash a run.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.tasks import get_task
 
 SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -52,8 +55,10 @@ class DatasetAdapter(ABC):
     """Lists a dataset's videos and reads their targets."""
 
     name: str
-    task: str  # "va" | "violence"
+    task: str  # a key of fgvu.tasks.TASKS
     layout_help: str = ""  # the expected folder layout, shown when the root is missing
+    # What the captioner is asked about each frame; adapters ask about what their task needs.
+    default_prompt: str = "Describe this image briefly."
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -65,6 +70,11 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """Targets for the `n_frames` frames of `item`'s source, reconciled and masked."""
+
+    def unlabelled(self, n_frames: int) -> Targets:
+        """All-masked targets for `n_frames` frames of an item without annotation, one column per task target."""
+        k = len(get_task(self.task).targets)
+        return Targets(np.zeros((n_frames, k), np.float32), np.zeros((n_frames, k), bool), [])
 
     def check_root(self) -> None:
         """DatasetError saying where to put the data when the root folder is missing."""

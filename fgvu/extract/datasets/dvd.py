@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .base import (
     DatasetAdapter,
     DatasetError,
@@ -42,6 +40,7 @@ class DVDAdapter(DatasetAdapter):
 
     name = "dvd"
     task = "violence"
+    default_prompt = "Describe what the people in this scene are doing, and say whether anyone is being violent."
     layout_help = """\
   data/dvd/
     Training/videos/<id>.mp4     Training/annotations/<id>.csv    (per-frame `Label` column, 0/1)
@@ -77,7 +76,7 @@ class DVDAdapter(DatasetAdapter):
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """Violence (0/1) per frame, one column."""
         if item.annotation is None:
-            return Targets(np.zeros((n_frames, 1), np.float32), np.zeros((n_frames, 1), bool), [])
+            return self.unlabelled(n_frames)
         warns: list[str] = []
         values, mask = read_label_table(item.annotation, warns)
         return reconcile(values, mask, n_frames, item.annotation, warns)

@@ -11,7 +11,8 @@ Labels come from either
   `valence,arousal` columns (va), an optional frame-number column.
 
 The task is inferred (labels in {0,1} -> violence; two columns valence,arousal -> va) unless
-`task=` says it. Splits: the `split` column, else a top folder named train/val/test
+`task=` names one of `fgvu.tasks.TASKS`, whose entry gives the target columns and their valid
+range. Splits: the `split` column, else a top folder named train/val/test
 (training/validation/testing), else a deterministic `val_fraction` of the videos (chosen by
 a hash of the name) is "val" and the rest "train". Videos without labels are skipped with a
 warning (`skipped` lists them).
@@ -24,6 +25,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from fgvu.tasks import TASKS, get_task
 
 from .base import (
     FRAME_COLUMNS,
@@ -45,7 +48,6 @@ from .base import (
 VIDEO_COLUMNS = ("video", "name", "file", "filename", "path", "id", "video_id")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
-TASKS = ("va", "violence")
 
 
 @register_adapter
@@ -53,6 +55,7 @@ class FolderAdapter(DatasetAdapter):
     """A folder of videos plus a per-video labels CSV or per-frame CSVs."""
 
     name = "folder"
+    default_prompt = "Describe what is happening in this image."
     layout_help = """\
   ROOT/
     <any/sub/folders>/<video>.mp4 ...   (any video format FFmpeg reads)
@@ -63,7 +66,7 @@ class FolderAdapter(DatasetAdapter):
     def __init__(self, root, labels: str | Path | None = None, task: str | None = None, val_fraction: float = 0.2):
         super().__init__(root)
         if task is not None and task not in TASKS:
-            raise DatasetError(f"folder: task must be one of {TASKS}, got {task!r}")
+            raise DatasetError(f"folder: task must be one of {', '.join(TASKS)}, got {task!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise DatasetError(f"folder: val_fraction must be in [0, 1), got {val_fraction}")
         self.labels = Path(labels) if labels else None
@@ -208,7 +211,7 @@ class FolderAdapter(DatasetAdapter):
                 key = key.rsplit(".", 1)[0]
             numbers = [parse_float(row[c]) for c in value_cols]
             values = np.array([np.nan if v is None else v for v in numbers], np.float32)
-            ok = np.isin(values, (0.0, 1.0)) if task == "violence" else (np.abs(values) <= 1.0)  # NaN fails both
+            ok = get_task(task).valid_values(values)  # NaN is never valid
             if not ok.all():
                 bad.append(first_line + i)
             split_text = row[split_col].lower() if split_col is not None and len(row) > split_col else ""
@@ -227,8 +230,7 @@ class FolderAdapter(DatasetAdapter):
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """Per-video labels broadcast to every frame, or the per-frame CSV reconciled."""
         if item.annotation is None:
-            k = 2 if self.task == "va" else 1
-            return Targets(np.zeros((n_frames, k), np.float32), np.zeros((n_frames, k), bool), [])
+            return self.unlabelled(n_frames)
         labels = self._labels_file()
         if labels is not None and Path(item.annotation) == labels:
             per_video = self._read_per_video(labels)

@@ -4,9 +4,8 @@ Only the registry is imported here; each encoder imports its framework (JAX, ope
 transformers) when it is built.
 """
 
-from fgvu.extract.encoders.base import Captioner, EncoderError, ImageTextEncoder, VideoEncoder
+from fgvu.extract.encoders.base import CAPTION_BATCH, Captioner, EncoderError, ImageTextEncoder, VideoEncoder
 from fgvu.extract.encoders.registry import (
-    DEFAULT_PROMPTS,
     ENCODER_SETS,
     build_captioner,
     build_image_text_encoder,
@@ -14,7 +13,7 @@ from fgvu.extract.encoders.registry import (
 )
 
 __all__ = [
-    "DEFAULT_PROMPTS",
+    "CAPTION_BATCH",
     "ENCODER_SETS",
     "Captioner",
     "EncoderError",

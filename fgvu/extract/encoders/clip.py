@@ -1,10 +1,10 @@
 """CLIP image and text towers through open_clip, with batched tensor preprocessing.
 
 `OpenClipEncoder(model_name, pretrained)` takes an open_clip architecture name and either a
-pretrained tag (downloaded through open_clip when online, found in the local cache offline) or a
-local checkpoint file (safetensors, or a torch file loaded with weights_only=True). OpenAI weights
-were trained with QuickGELU: a tag that says so switches it on; for a local file of OpenAI
-weights, use the `-quickgelu` architecture name (e.g. `ViT-L-14-quickgelu`).
+pretrained tag (downloaded through open_clip when online, found in the Hugging Face cache
+offline) or a local checkpoint file (safetensors, or a torch file loaded with weights_only=True).
+OpenAI weights were trained with QuickGELU: a tag that says so switches it on; for a local file
+of OpenAI weights, use the `-quickgelu` architecture name (e.g. `ViT-L-14-quickgelu`).
 
 Images are resized, cropped and normalised as open_clip's own eval transform does, but on torch
 tensors for the whole batch at once (on the model's device). Embeddings are L2-normalised by
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fgvu.extract.encoders.assets import build_once, hub_offline
 from fgvu.extract.encoders.base import (
     EncoderError,
     ImageTextEncoder,
@@ -34,7 +35,6 @@ from fgvu.extract.encoders.base import (
     file_sha256,
     make_fingerprint,
 )
-from fgvu.extract.encoders.cache_dir import build_once, hub_offline
 from fgvu.extract.encoders.device import resolve_device, resolve_dtype, torch_dtype
 
 TINY_MODEL_NAME = "fgvu-tiny-clip"
@@ -94,7 +94,7 @@ def _resolve_pretrained(model_name: str, pretrained: str) -> tuple[str, dict]:
             except Exception:  # not cached under this name; try the next
                 continue
         raise EncoderError(
-            f"CLIP {model_name}:{pretrained} is not in the local cache and HF_HUB_OFFLINE is set; {how_to}"
+            f"CLIP {model_name}:{pretrained} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {how_to}"
         )
     try:
         return open_clip.download_pretrained(tag_cfg), tag_cfg

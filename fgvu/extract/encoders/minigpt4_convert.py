@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fgvu.extract.encoders.base import file_sha256
-from fgvu.extract.encoders.minigpt4 import (
+from fgvu.extract.encoders.minigpt4_config import (
     BRIDGE_FILE,
     CONFIG_FILE,
     LLM_SUBDIR,
@@ -38,8 +38,8 @@ from fgvu.extract.encoders.minigpt4 import (
     MiniGPT4Error,
     QFormerSpec,
     VisionTowerSpec,
-    build_vision_bridge,
 )
+from fgvu.extract.encoders.minigpt4_model import build_vision_bridge
 
 OFFICIAL_VISION = VisionTowerSpec()  # EVA ViT-g/14 without its last layer
 OFFICIAL_QFORMER = QFormerSpec()  # BERT-base Q-Former, 32 queries

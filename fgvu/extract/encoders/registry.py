@@ -1,4 +1,4 @@
-"""Encoders by name, the encoder sets, and the per-dataset caption prompts.
+"""Encoders by name, and the encoder sets.
 
 Names:
 - video: `videoprism-base`, `videoprism-large` (official weights: `videoprism-base:/path/file.npz`
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 
-from fgvu.extract.encoders.base import Captioner, EncoderError, ImageTextEncoder, VideoEncoder
-from fgvu.extract.encoders.cache_dir import hub_offline
+from fgvu.extract.encoders.base import CAPTION_BATCH, Captioner, EncoderError, ImageTextEncoder, VideoEncoder
 
 ENCODER_SETS: dict[str, dict[str, str]] = {
     "tiny": {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny"},
@@ -25,16 +24,6 @@ ENCODER_SETS: dict[str, dict[str, str]] = {
         "image": "clip:ViT-L-14:openai",
         "captioner": "captioner:minigpt4:models/minigpt4",
     },
-}
-
-DEFAULT_PROMPTS: dict[str, str] = {
-    "aff-wild2": (
-        "Describe the facial expression of this person: how pleasant or unpleasant they look (valence) "
-        "and how calm or excited they look (arousal)."
-    ),
-    "dvd": "Describe what the people in this scene are doing, and say whether anyone is being violent.",
-    "folder": "Describe what is happening in this image.",
-    "synthetic": "Describe the shapes in this image, their colours, and whether any of them are colliding.",
 }
 
 VIDEO_ENCODERS = {
@@ -53,32 +42,6 @@ def _unknown(kind: str, name: str, known) -> EncoderError:
     return EncoderError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
 
 
-def videoprism_checkpoint(variant: str) -> str:
-    """The local path of an official VideoPrism checkpoint: the Hugging Face cache, else a download.
-
-    Offline (HF_HUB_OFFLINE) with nothing cached, fails at once with instructions, never after retries.
-    """
-    from huggingface_hub import hf_hub_download
-
-    from fgvu.extract.encoders.videoprism import VIDEOPRISM_CHECKPOINTS
-
-    repo, filename = VIDEOPRISM_CHECKPOINTS[variant]
-    how_to = (
-        f"give a local file as '{variant}:/path/to/{filename}', or fetch it on a machine with internet "
-        f"(`huggingface-cli download {repo} {filename}`) and copy it here"
-    )
-    try:
-        return hf_hub_download(repo, filename, local_files_only=True)
-    except Exception:  # not cached: fall through to the download (or the offline error)
-        pass
-    if hub_offline():
-        raise EncoderError(f"{variant}: weights {repo}/{filename} are not cached and HF_HUB_OFFLINE is set; {how_to}")
-    try:
-        return hf_hub_download(repo, filename)
-    except Exception as exc:
-        raise EncoderError(f"{variant}: could not download {repo}/{filename} ({exc}); {how_to}") from exc
-
-
 def build_video_encoder(name: str, device: str = "auto", *, dtype: str = "auto", batch_size: int = 8) -> VideoEncoder:
     """A video encoder by name (see the module docstring); `dtype` "auto" is fp32 on CPU, bf16 on GPU."""
     match = re.fullmatch(r"([\w.-]+?)(?:[:=](.*))?", name, flags=re.DOTALL)
@@ -86,13 +49,14 @@ def build_video_encoder(name: str, device: str = "auto", *, dtype: str = "auto",
     if variant not in VIDEO_ENCODERS:
         raise _unknown("video encoder", name, VIDEO_ENCODERS.values())
     from fgvu.extract.encoders.videoprism import VideoPrismEncoder
+    from fgvu.extract.encoders.videoprism_checkpoint import find_checkpoint
 
     if variant == "videoprism-tiny":
         if path:
             raise EncoderError(f"{name!r}: videoprism-tiny has random weights and takes no checkpoint file")
         return VideoPrismEncoder.random(variant, device=device, dtype=dtype, batch_size=batch_size)
     return VideoPrismEncoder.from_npz(
-        path or videoprism_checkpoint(variant), variant, device=device, dtype=dtype, batch_size=batch_size
+        path or find_checkpoint(variant), variant, device=device, dtype=dtype, batch_size=batch_size
     )
 
 
@@ -120,7 +84,7 @@ def build_captioner(
     max_new_tokens: int = 30,
     num_beams: int = 1,
     temperature: float | None = None,
-    batch_size: int = 16,
+    batch_size: int = CAPTION_BATCH,
 ) -> Captioner:
     """A captioner by name (see the module docstring)."""
     options = dict(
@@ -131,23 +95,17 @@ def build_captioner(
         batch_size=batch_size,
     )
     if name == "captioner-tiny":
-        from fgvu.extract.encoders.captioner import TINY_SEED, TransformersCaptioner, tiny_captioner_dir
+        from fgvu.extract.encoders.hf_captioner import TINY_SEED, TransformersCaptioner, tiny_captioner_dir
 
         return TransformersCaptioner(
             tiny_captioner_dir(), variant="captioner-tiny", checkpoint=f"random-init:{TINY_SEED}", **options
         )
     if name.startswith("captioner:minigpt4:"):
-        try:
-            from fgvu.extract.encoders.minigpt4 import MiniGPT4Captioner
-        except ModuleNotFoundError as exc:
-            if exc.name != "fgvu.extract.encoders.minigpt4":
-                raise
-            raise EncoderError(
-                f"{name!r}: MiniGPT-4 support (fgvu.extract.encoders.minigpt4) is not available"
-            ) from exc
+        from fgvu.extract.encoders.minigpt4 import MiniGPT4Captioner
+
         return MiniGPT4Captioner(name[len("captioner:minigpt4:") :], **options)
     if name.startswith("captioner:") and len(name) > len("captioner:"):
-        from fgvu.extract.encoders.captioner import TransformersCaptioner
+        from fgvu.extract.encoders.hf_captioner import TransformersCaptioner
 
         return TransformersCaptioner(name[len("captioner:") :], **options)
     raise _unknown("captioner", name, CAPTIONERS)

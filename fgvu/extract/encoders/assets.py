@@ -1,8 +1,9 @@
-"""Local caches: where the encoders keep small generated assets, and whether the hub is reachable.
+"""Encoder assets: the small files fgvu generates for its tiny encoders, and whether the hub is reachable.
 
 Generated assets (tiny model configs, tokenizers, weights) live under `$FGVU_CACHE_DIR` when set,
-else `~/.cache/fgvu`. Directories are published atomically (built
-under a temporary name, then renamed), so concurrent processes never see a half-written one.
+else `~/.cache/fgvu`; they are not the feature cache that `fgvu extract` writes. Directories are
+published atomically (built under a temporary name, then renamed), so concurrent processes never
+see a half-written one.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def encoder_cache_dir() -> Path:
-    """The root of fgvu's local cache, created if needed."""
+def assets_dir() -> Path:
+    """The folder that holds the generated assets, created if needed."""
     root = Path(os.environ.get("FGVU_CACHE_DIR") or Path.home() / ".cache" / "fgvu")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 def build_once(name: str, build: Callable[[Path], None]) -> Path:
-    """Return `<cache>/<name>`, calling `build(tmp_dir)` to create it first if it does not exist.
+    """Return `<assets>/<name>`, calling `build(tmp_dir)` to create it first if it does not exist.
 
     `name` should carry a hash of everything `build` depends on, so a changed recipe gets a new
     directory. When two processes race, the first rename wins and the other copy is discarded.
     """
-    target = encoder_cache_dir() / name
+    target = assets_dir() / name
     if target.is_dir():
         return target
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))

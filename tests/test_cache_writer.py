@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from fgvu.cache_schema import (
+from fgvu.cache import (
     CacheError, CacheSpec, PartWriter, VideoRecord, open_cache, part_path, read_spec,
 )
 from fgvu.sampling import SamplingPlan

@@ -1,12 +1,12 @@
-"""Captions from any local transformers image-to-text model (BLIP-2, InstructBLIP, LLaVA-style).
+"""Captions from any local Hugging Face transformers image-to-text model (BLIP-2, InstructBLIP, LLaVA-style).
 
 The model directory is loaded through `AutoProcessor` and `AutoModelForImageTextToText`, never
 from the hub. Captions are generated a batch at a time (greedy, beam search, or sampling with a
 fixed seed when a temperature is given), and only the newly generated tokens are decoded.
 
 `captioner-tiny` is a BLIP-2 model of a few thousand parameters with random weights and a tiny
-byte-level BPE tokenizer trained on a fixed corpus. It is built once into the local cache
-(`cache_dir.build_once`) and then loaded like any other directory, so the whole path
+byte-level BPE tokenizer trained on a fixed corpus. It is built once among the encoder assets
+(`assets.build_once`) and then loaded like any other directory, so the whole path
 (preprocessing, generation, decoding) is the real one; its captions are gibberish.
 """
 
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fgvu.extract.encoders.assets import build_once
 from fgvu.extract.encoders.base import (
+    CAPTION_BATCH,
     Captioner,
     EncoderError,
     check_frames,
@@ -26,7 +28,6 @@ from fgvu.extract.encoders.base import (
     directory_sha256,
     make_fingerprint,
 )
-from fgvu.extract.encoders.cache_dir import build_once
 from fgvu.extract.encoders.device import resolve_device, resolve_dtype, torch_dtype
 
 TINY_SEED = 0
@@ -128,7 +129,7 @@ def _write_tiny_blip2(folder: Path) -> None:
 
 
 def tiny_captioner_dir() -> Path:
-    """The cached directory of the tiny BLIP-2 model, built on first use."""
+    """The directory of the tiny BLIP-2 model among the encoder assets, built on first use."""
     import transformers
 
     recipe = json.dumps({**_TINY_RECIPE, "transformers": transformers.__version__.split(".")[0]}, sort_keys=True)
@@ -159,7 +160,7 @@ class TransformersCaptioner(Captioner):
         max_new_tokens: int = 30,
         num_beams: int = 1,
         temperature: float | None = None,
-        batch_size: int = 16,
+        batch_size: int = CAPTION_BATCH,
         seed: int = 0,
         variant: str | None = None,
         checkpoint: str | None = None,

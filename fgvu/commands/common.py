@@ -1,0 +1,60 @@
+"""What several commands share: options in the one --help style, the --quiet flag, console logging."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+
+from fgvu.options import QUIET_HELP, with_default
+
+
+def option(default: Any, *decls: str, help: str, shown: str | None = None, **kwargs: Any) -> Any:
+    """A typer option whose --help ends in '(default: X)' like every generated one; `shown` names
+    a default that its value does not say (None, or a default computed later)."""
+    return typer.Option(default, *decls, help=with_default(help, shown if shown is not None else default),
+                        show_default=False, **kwargs)
+
+
+def quiet_option() -> Any:
+    """--quiet: no progress bars."""
+    return typer.Option(False, "--quiet", help=QUIET_HELP)
+
+
+def old_progress_option() -> Any:
+    """--progress/--no-progress, hidden: the spelling before --quiet, kept so old scripts work."""
+    return typer.Option(None, "--progress/--no-progress", hidden=True, help="Old spelling: --no-progress is --quiet.")
+
+
+def show_progress(quiet: bool, old_progress: bool | None) -> bool:
+    """Progress bars unless --quiet or the old --no-progress was given."""
+    return not quiet and old_progress is not False
+
+
+@contextlib.contextmanager
+def console_logging() -> Iterator[logging.Logger]:
+    """While a command runs: fgvu's log records print once each, as 'LEVEL message' lines that do
+    not break a progress bar. A handler the embedding program gave the logger is kept instead."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    logger = logging.getLogger("fgvu")
+    saved = logger.level, logger.propagate
+    handler = None
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        # a library's root handler (open_clip's logging.warning installs one) would print every line again
+        logger.propagate = False
+    try:
+        with logging_redirect_tqdm(loggers=[logger]):
+            yield logger
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]

@@ -1,0 +1,257 @@
+"""The task registry: everything that differs between valence-arousal and violence detection.
+
+Each task is one entry of `TASKS`. An entry says what the targets are, how many outputs the
+model has and how they are activated, which losses fit, how per-step outputs become frame-level
+predictions, which metrics are reported (and which one selects the best epoch), how the
+benchmark's submission files look, and how a run's predictions are drawn. Every task-specific
+decision elsewhere reads from the entry, so adding a task means one entry here plus its dataset
+adapter (`fgvu/extract/datasets/`).
+
+Heavy modules (torch, matplotlib) are imported inside the methods that need them, so stage 1
+can read target names and ranges without importing training code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fgvu.errors import FgvuError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+class TaskError(FgvuError):
+    """A task name or a task option that does not exist."""
+
+
+class Task:
+    """The interface of a task entry; see `ValenceArousal` and `Violence`."""
+
+    name: str
+    description: str
+    targets: tuple[str, ...]  # per-frame target columns of the cache
+    n_outputs: int  # model outputs per step
+    losses: tuple[str, ...]  # allowed --loss values; the first is the default
+    primary: str  # the metric that selects the best epoch (higher is better)
+    secondary: tuple[str, ...]  # further metrics shown in tables
+    metric_labels: dict[str, str]
+    prediction_columns: tuple[str, ...]  # per-frame columns of prediction tables
+    submission_suffix: str
+    prediction_plot: tuple[str, str]  # (report key, file name) of the per-run picture
+    prediction_plot_title: str
+
+    # ---- model side ----------------------------------------------------------------------
+
+    def activate(self, steps: "Tensor") -> "Tensor":
+        """The model head's raw outputs [B, S, n_outputs] -> the task's outputs."""
+        return steps
+
+    def loss_kind(self, loss: str | None) -> str:
+        """The loss to train with: `loss`, or the task's default when None; a misfit is an error."""
+        kind = loss or self.losses[0]
+        if kind not in self.losses:
+            raise TaskError(f"loss {kind!r} does not fit the {self.name} task; use one of {list(self.losses)}")
+        return kind
+
+    def class_weights(self, targets: "Tensor", mask: "Tensor") -> "Tensor | None":
+        """Per-class loss weights from the valid training steps; None when the task has no classes."""
+        return None
+
+    def loss(self, steps: "Tensor", targets: "Tensor", mask: "Tensor", kind: str, cfg,
+             class_weights: "Tensor | None" = None) -> "Tensor":
+        """The training loss of per-step outputs [B, S, n_outputs] against targets/mask [B, S, K]."""
+        raise NotImplementedError
+
+    # ---- frame-level evaluation -----------------------------------------------------------
+
+    def step_values(self, outputs: np.ndarray) -> np.ndarray:
+        """What frame-level evaluation averages over overlapping windows: [.., S, n_outputs] -> [.., S, V]."""
+        return outputs
+
+    def frame_predictions(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Averaged frame values [N, V] -> (predictions [N, K] comparable with the targets, probability or None)."""
+        return values, None
+
+    def metrics(self, y_true: np.ndarray, y_pred: np.ndarray, mask: np.ndarray, prob: np.ndarray | None) -> dict:
+        """The benchmark metrics over the valid frames."""
+        raise NotImplementedError
+
+    def prediction_rows(self, values: np.ndarray) -> np.ndarray:
+        """Averaged frame values [N, V] -> the `prediction_columns` [N, C] of a per-frame table."""
+        return values
+
+    def write_submission(self, out: Path, video: str, values: np.ndarray) -> Path:
+        """Write one video's frame-level predictions in the benchmark's submission format."""
+        raise NotImplementedError
+
+    # ---- data checks ------------------------------------------------------------------------
+
+    def valid_values(self, values: np.ndarray) -> np.ndarray:
+        """Which target values [N, K] lie in the task's range (for cache verification)."""
+        raise NotImplementedError
+
+    def synthetic_targets(self, drive: np.ndarray) -> np.ndarray:
+        """Targets [n, K] from a synthetic latent drive [n, 2] of unit scale."""
+        raise NotImplementedError
+
+    # ---- reports ------------------------------------------------------------------------------
+
+    def plot_predictions(self, frames, path: Path, title: str) -> Path:
+        """The per-run picture of predictions against the truth."""
+        raise NotImplementedError
+
+    def failure_analysis(self, frames, worst: int = 10) -> str:
+        """A Markdown failure analysis of frame-level predictions."""
+        raise NotImplementedError
+
+
+class ValenceArousal(Task):
+    """Valence and arousal in [-1, 1] per frame (Aff-Wild2), scored by CCC."""
+
+    name = "va"
+    description = "valence-arousal regression (Aff-Wild2), frame-level CCC"
+    targets = ("valence", "arousal")
+    n_outputs = 2
+    losses = ("ccc", "ccc+mse")
+    primary = "ccc_mean"
+    secondary = ("ccc_valence", "ccc_arousal")
+    metric_labels = {"ccc_mean": "mean CCC", "ccc_valence": "valence CCC", "ccc_arousal": "arousal CCC"}
+    prediction_columns = ("valence", "arousal")
+    submission_suffix = ".txt"
+    prediction_plot = ("va_density", "va_density.png")
+    prediction_plot_title = "predicted vs true valence/arousal"
+
+    def activate(self, steps):
+        import torch
+
+        return torch.tanh(steps)
+
+    def loss(self, steps, targets, mask, kind, cfg, class_weights=None):
+        from fgvu.fusion import losses
+
+        k = steps.shape[-1]
+        mse = cfg.mse_weight if kind == "ccc+mse" else 0.0
+        return losses.va_loss(steps.reshape(-1, k), targets.reshape(-1, k), mask.reshape(-1, k), mse_weight=mse)
+
+    def metrics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import va_metrics
+
+        return va_metrics(y_true, y_pred, mask)
+
+    def write_submission(self, out, video, values):
+        """ABAW format: OUT/<video>.txt, `image_location,valence,arousal`, rows `<video>/00001.jpg,v,a`
+        (1-based, as the cropped_aligned frames are named)."""
+        path = Path(out) / f"{video}{self.submission_suffix}"
+        lines = ["image_location,valence,arousal"]
+        lines += [f"{video}/{f + 1:05d}.jpg,{p[0]:.6f},{p[1]:.6f}" for f, p in enumerate(values)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def valid_values(self, values):
+        return np.isfinite(values) & (np.abs(values) <= 1.0)
+
+    def synthetic_targets(self, drive):
+        return np.tanh(0.9 * drive).astype(np.float32)
+
+    def plot_predictions(self, frames, path, title):
+        from fgvu.ablations.plots import va_density_plot
+
+        return va_density_plot(frames, path, title)
+
+    def failure_analysis(self, frames, worst=10):
+        from fgvu.ablations.failures import va_failure_analysis
+
+        return va_failure_analysis(frames, worst)
+
+
+class Violence(Task):
+    """Binary violence per frame (DVD), scored by macro-F1 over both classes."""
+
+    name = "violence"
+    description = "binary violence detection (DVD), frame-level macro-F1"
+    targets = ("violence",)
+    n_outputs = 2  # class logits
+    losses = ("ce", "focal")
+    primary = "f1_macro"
+    secondary = ("accuracy", "ece")
+    metric_labels = {"f1_macro": "macro-F1", "accuracy": "accuracy", "ece": "ECE"}
+    prediction_columns = ("p_violent", "label")
+    submission_suffix = ".csv"
+    prediction_plot = ("confusion", "confusion.png")
+    prediction_plot_title = "confusion matrix"
+    threshold = 0.5
+
+    def class_weights(self, targets, mask):
+        """Inverse-frequency weights of the classes over the valid training steps."""
+        import torch
+
+        labels = targets[..., 0][mask[..., 0]].long()
+        counts = torch.bincount(labels, minlength=self.n_outputs).float()
+        return counts.sum() / (self.n_outputs * counts.clamp(min=1.0))
+
+    def loss(self, steps, targets, mask, kind, cfg, class_weights=None):
+        from fgvu.fusion import losses
+
+        return losses.classification_loss(
+            steps.reshape(-1, steps.shape[-1]), targets[..., 0].reshape(-1).long(), mask[..., 0].reshape(-1),
+            kind=kind, class_weights=class_weights, gamma=cfg.focal_gamma,
+        )
+
+    def step_values(self, outputs):
+        """P(violent) [.., S, 1], the softmax of the two logits."""
+        shifted = outputs - outputs.max(axis=-1, keepdims=True)
+        prob = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+        return prob[..., 1:2]
+
+    def frame_predictions(self, values):
+        prob = values[:, 0].astype(np.float32)
+        return (prob >= self.threshold).astype(np.float32)[:, None], prob
+
+    def metrics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import violence_metrics
+
+        m = mask[:, 0]
+        result = violence_metrics(y_true[m, 0].astype(np.int64), prob[m], threshold=self.threshold)
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
+
+    def prediction_rows(self, values):
+        prob = values[:, 0]
+        return np.stack([prob, (prob >= self.threshold).astype(values.dtype)], axis=1)
+
+    def write_submission(self, out, video, values):
+        """DVD format: OUT/<video>.csv, `Frame_Number,Predicted_Label`, one row per frame (0-based)."""
+        path = Path(out) / f"{video}{self.submission_suffix}"
+        lines = ["Frame_Number,Predicted_Label"]
+        lines += [f"{f},{int(p[0] >= self.threshold)}" for f, p in enumerate(values)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def valid_values(self, values):
+        return (values == 0.0) | (values == 1.0)
+
+    def synthetic_targets(self, drive):
+        return (drive[:, :1] > 0.5).astype(np.float32)
+
+    def plot_predictions(self, frames, path, title):
+        from fgvu.ablations.plots import confusion_plot
+
+        return confusion_plot(frames, path, title)
+
+    def failure_analysis(self, frames, worst=10):
+        from fgvu.ablations.failures import violence_failure_analysis
+
+        return violence_failure_analysis(frames, worst)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (ValenceArousal(), Violence())}
+
+
+def get_task(name: str) -> Task:
+    """The task entry called `name`; an unknown name is an error listing the known ones."""
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
