@@ -114,6 +114,10 @@ class SourceFeatures:
     video: dict[int, np.ndarray]  # T -> [n_windows, T, Dv] f32
     counts: EncodeCounts = field(default_factory=EncodeCounts)
 
+    def streams(self) -> dict:
+        """The modality streams by their cache name (`fgvu.modalities`), for a `VideoRecord`."""
+        return {"image": self.image, "text": self.text, "video": self.video}
+
 
 class SourceEncoder:
     """Feed frames in increasing order with `add`, then `finish` for the features."""

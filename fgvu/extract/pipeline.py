@@ -318,9 +318,8 @@ class PartRun:
                 width=int(header.info.width), height=int(header.info.height),
                 window_start=lay.starts, image_index=lay.image_index, caption_index=lay.caption_index,
                 valid=lay.valid, targets=targets.values, target_mask=targets.mask,
-                image=features.image, image_frame=lay.image_frames,
-                text=features.text, caption_frame=lay.caption_frames, captions=features.captions,
-                video=features.video,
+                image_frame=lay.image_frames, caption_frame=lay.caption_frames, captions=features.captions,
+                **features.streams(),
             )
             try:
                 writer.append_video(record)
