@@ -71,7 +71,8 @@ def alignment_line(run: Path, shift: int = 1) -> str:
     parts = [f"ccc_{name} {s['aligned']:.4f} -> {s['shifted']:.4f}" for name, s in scores.items()]
     aligned = np.mean([s["aligned"] for s in scores.values()])
     shifted = np.mean([s["shifted"] for s in scores.values()])
-    return (f"labels shifted by {shift} frame{'s' if shift != 1 else ''}: " + ", ".join(parts)
+    return (f"the same predictions against labels shifted by {shift} frame{'s' if shift != 1 else ''} "
+            f"(frames valid both ways): " + ", ".join(parts)
             + f", ccc_mean {aligned:.4f} -> {shifted:.4f} (drop {aligned - shifted:.4f})")
 
 
