@@ -143,9 +143,10 @@ def test_frames_video_ignores_crops_and_frames_cropped_aligned_needs_them(tmp_pa
     write_video(root / "batch1" / "x.mp4", np.stack([numbered_frame(k, (64, 96)) for k in range(70)]))
     for name in ("x_left", "x_right"):
         annotate(root, name, 70)
-    crops(root / "cropped_aligned" / "x_left", range(70))
-    auto, _, _ = extract(root, tmp_path / "auto")
+    crops(root / "cropped_aligned" / "x_left", range(72))  # two crops past the annotation's 70 frames
+    auto, view, _ = extract(root, tmp_path / "auto")
     assert auto.inputs == {"frame folder": 1, "half frame": 1}  # each track: its crops if it has them
+    assert view.videos.n_frames.tolist() == [70, 70] and auto.warnings == 1  # the unused crops are reported
     video, _, _ = extract(root, tmp_path / "video", frames="video")
     assert video.inputs == {"half frame": 2}
     with pytest.warns(UserWarning, match=r"x_right \(no cropped_aligned/x_right/\)"):
@@ -177,3 +178,9 @@ def test_a_cache_of_fgvu_0_1_reads_no_missing_frames_and_resumes_with_counts(tmp
     after = open_cache(cache)
     assert after.videos.missing_frames.tolist() == [0] * len(before.videos) + [3]
     assert cache_info(cache)["missing_frames"] == 3 and verify_cache(cache) == []
+
+
+def test_conversion_size_keeps_each_half_at_the_encoders_side():
+    assert conversion_size(720, 1280, 288) == (288, 512)  # the whole frame: its short side
+    assert conversion_size(720, 1280, 288, halves=True) == (324, 576)  # each 640-wide half -> 288 wide
+    assert conversion_size(96, 128, 64, halves=True) == (96, 128)  # never enlarged

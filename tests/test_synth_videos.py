@@ -33,6 +33,10 @@ def frame_count(adapter, item) -> int:
     return adapter.frame_count(item) or open_video(item.source).info.n_frames
 
 
+def read_text(path):
+    return path.read_text().splitlines()
+
+
 def test_affwild2_layout_is_read_by_the_adapter(affwild2):
     assert (affwild2 / "batch1/synth-000.mp4").is_file()
     adapter = build_adapter("aff-wild2", affwild2)
@@ -82,10 +86,6 @@ def test_affwild2_face_crops_follow_their_track_with_some_missing(affwild2):
     shown = [f for f in range(n) if f not in source.missing]
     hue = np.array([colorsys.rgb_to_hsv(*centre[f])[0] for f in shown])
     np.testing.assert_allclose(1 - 2 * hue / (2 / 3), targets.values[shown, 0], atol=0.12)
-
-
-def read_text(path):
-    return path.read_text().splitlines()
 
 
 def test_affwild2_hue_is_valence_and_brightness_is_arousal(affwild2):

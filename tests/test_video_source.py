@@ -235,6 +235,7 @@ def test_frame_folder_gaps_are_grey_frames_listed_as_missing(tmp_path):
     assert [f for f, image in longer.frames(np.arange(10, 15)) if (image == MISSING_FRAME_VALUE).all()] == [12, 13, 14]
     shorter = FrameFolderSource(folder, n_frames=10)
     assert shorter.info.n_frames == 10 and shorter.unused == 2 and shorter.missing == [0, 5, 6]
+    assert shorter.notes == [f"{folder}: 2 images past the video's 10 frames are not read"] and not source.notes
     with pytest.raises(VideoDecodeError, match="none of its images"):
         FrameFolderSource(_frame_folder(tmp_path / "late", [20, 21]), n_frames=5)
 

@@ -262,6 +262,7 @@ class PartRun:
         for item in group.items:
             try:
                 targets[item.name] = mask_frames(self.adapter.load_targets(item, info.n_frames), source.missing)
+                targets[item.name].warnings += list(source.notes)
             except FgvuError as e:
                 targets[item.name] = e
         captions = None

@@ -61,6 +61,7 @@ class FrameSource(ABC):
     info: VideoInfo
     # Frames the source has no image for (yielded as MISSING_FRAME_VALUE grey); their targets are masked.
     missing: tuple[int, ...] | list[int] = ()
+    notes: tuple[str, ...] | list[str] = ()  # what the source left out, for the extraction's warnings
 
     @abstractmethod
     def frames(self, wanted: np.ndarray, size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -271,6 +272,8 @@ class FrameFolderSource(FrameSource):
         self.files: list[Path | None] = [numbered.get(first + f) for f in range(n_frames)]
         self.missing = [f for f, p in enumerate(self.files) if p is None]
         self.unused = sum(1 for number in numbered if number - first >= n_frames)
+        if self.unused:
+            self.notes = [f"{self.path}: {self.unused} images past the video's {n_frames} frames are not read"]
         present = next((p for p in self.files if p is not None), None)
         if present is None:
             raise VideoDecodeError(f"{self.path}: none of its images is among the video's {n_frames} frames")
