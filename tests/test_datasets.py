@@ -113,6 +113,32 @@ def test_affwild2_nested_layout_cropped_frames_and_test_list_option(tmp_path):
     assert open_video(items[0].source).info.n_frames == 3
 
 
+def test_affwild2_tracks_read_their_own_crops_by_default_and_count_frames_from_the_annotation(tmp_path):
+    root = tmp_path / "aw"
+    numbered_video(root / "batch1/p.mp4", 12)
+    numbered_video(root / "batch1/t.mp4", 9)
+    ann = root / "VA_Estimation_Challenge"
+    va_file(ann / "Train_Set/p_left.txt", [(0, 0)] * 10)
+    va_file(ann / "Train_Set/p_right.txt", [(0, 0)] * 12)
+    touch(ann / "Test_Set/names.txt", "t\nghost\n")
+    for name, n in (("p_left", 7), ("t", 4), ("ghost", 3)):
+        frame_folder(root / "cropped_aligned" / name, n)
+    adapter = build_adapter("aff-wild2", root)
+    with pytest.warns(UserWarning, match="ghost"):
+        items = by_name(adapter.items())
+    assert sorted(items) == ["p_left", "p_right", "t"]
+    assert adapter.skipped == [("ghost", "cropped_aligned/ghost/ but neither an annotation nor a video to count "
+                                         "its frames")]
+    left, right, test = items["p_left"], items["p_right"], items["t"]
+    assert (left.source, left.half, left.input_kind) == (root / "cropped_aligned/p_left", None, "frame folder")
+    assert (right.source, right.half, right.input_kind) == (root / "batch1/p.mp4", "right", "half frame")
+    # a crop folder's length: its annotation's lines (not its 7 crops); for a test track, its video's frames
+    assert (adapter.frame_count(left), adapter.frame_count(right), adapter.frame_count(test)) == (10, None, 9)
+    assert adapter.load_targets(left, 10).warnings == []
+    with pytest.warns(UserWarning, match=r"ghost \(no video\)"):
+        assert build_adapter("aff-wild2", root, frames="video").items()[0].source == root / "batch1/p.mp4"
+
+
 def test_affwild2_targets_follow_video_frames(tmp_path):
     """Line k+1 of the annotation (frame k+1, 1-based) is frame k of the decoded video."""
     root = tmp_path / "aw"

@@ -118,3 +118,38 @@ def test_bad_input(tiny):
         tiny.encode_texts("a single string")
     with pytest.raises(EncoderError, match="ViT-Q-99"):
         build_image_text_encoder("clip:ViT-Q-99:openai", device="cpu")
+
+
+def test_image_resize_keeps_or_cuts_the_sides_and_is_fingerprinted(tiny):
+    """pad (the default) and squash see the whole 16:9 frame, center-crop cuts its sides off; a square
+    face crop comes out the same under all three; the mode is in the fingerprint, so caches never mix."""
+    from fgvu.cache import CacheSpec
+    from fgvu.sampling import SamplingPlan
+
+    rng = np.random.default_rng(3)
+    wide = rng.integers(0, 256, (1, 90, 160, 3), dtype=np.uint8)
+    other_sides = wide.copy()
+    other_sides[:, :, :24] = 255 - other_sides[:, :, :24]  # the outer 15 % of the width on each side
+    other_sides[:, :, -24:] = 255 - other_sides[:, :, -24:]
+    square = rng.integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    encoders = {mode: build_image_text_encoder("clip-tiny", device="cpu", resize=mode)
+                for mode in ("pad", "squash", "center-crop")}
+    assert tiny.fingerprint == encoders["pad"].fingerprint  # pad is the default
+    cropped = encoders["center-crop"]
+    np.testing.assert_allclose(cropped.encode_images(wide), cropped.encode_images(other_sides), atol=1e-6)
+    for mode in ("pad", "squash"):
+        assert np.abs(encoders[mode].encode_images(wide) - encoders[mode].encode_images(other_sides)).max() > 1e-2
+    for mode in ("squash", "center-crop"):
+        np.testing.assert_allclose(encoders[mode].encode_images(square), encoders["pad"].encode_images(square),
+                                   atol=1e-5)
+    modes = {mode: e.fingerprint["preprocessing"]["resize_mode"] for mode, e in encoders.items()}
+    assert modes == {"pad": "longest", "squash": "squash", "center-crop": "shortest"}
+
+    def spec(encoder):
+        return CacheSpec(dataset="aff-wild2", task="va", sampling=SamplingPlan(), dims={"image": 64},
+                         encoders={"image": encoder.fingerprint})
+
+    problems = spec(encoders["pad"]).compatibility_problems(spec(cropped))
+    assert len(problems) == 1 and "preprocessing.resize_mode ('longest' vs 'shortest')" in problems[0]
+    with pytest.raises(EncoderError, match="pad, squash, center-crop"):
+        build_image_text_encoder("clip-tiny", device="cpu", resize="zoom")

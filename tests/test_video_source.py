@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgvu.extract.video_source import FrameFolderSource, PyAVSource, VideoDecodeError, open_video
+from fgvu.extract.video_source import (
+    MISSING_FRAME_VALUE, FrameFolderSource, PyAVSource, VideoDecodeError, crop_half, open_video,
+)
 from fgvu.sampling import SamplingPlan
 from fgvu.synth.videos import numbered_frame as synth_numbered_frame
 from fgvu.synth.videos import read_frame_number as read_number
@@ -215,13 +217,27 @@ def test_frame_folder_reads_numbered_images(tmp_path):
     assert [read_number(f) for _, f in resized] == wanted.tolist()
 
 
-def test_frame_folder_gaps_repeat_the_previous_image(tmp_path):
+def test_frame_folder_gaps_are_grey_frames_listed_as_missing(tmp_path):
+    """A frame without an image (no face crop) is a uniform grey frame listed in `missing`, never a
+    neighbouring image; with the caller's frame count, trailing frames without images are missing too."""
     folder = _frame_folder(tmp_path / "gappy", [k for k in range(12) if k not in (0, 5, 6)])
-    with pytest.warns(UserWarning, match="3 of 12 frames missing"):
-        source = open_video(folder)
+    source = open_video(folder)
     assert source.missing == [0, 5, 6] and source.info.n_frames == 12
-    numbers = [read_number(f) for _, f in source.frames(np.arange(12))]
-    assert numbers == [1, 1, 2, 3, 4, 4, 4, 7, 8, 9, 10, 11]
+    for f, image in source.frames(np.arange(12)):
+        if f in (0, 5, 6):
+            assert image.shape == (H, W, 3) and (image == MISSING_FRAME_VALUE).all()
+        else:
+            assert read_number(image) == f
+    assert all((image == MISSING_FRAME_VALUE).all() and image.shape == (32, 48, 3)
+               for _, image in source.frames(np.array([0, 5]), size=(32, 48)))
+    longer = open_video(folder, n_frames=15)  # e.g. a 15-line annotation
+    assert longer.info.n_frames == 15 and longer.missing == [0, 5, 6, 12, 13, 14]
+    assert [f for f, image in longer.frames(np.arange(10, 15)) if (image == MISSING_FRAME_VALUE).all()] == [12, 13, 14]
+    shorter = FrameFolderSource(folder, n_frames=10)
+    assert shorter.info.n_frames == 10 and shorter.unused == 2 and shorter.missing == [0, 5, 6]
+    assert shorter.notes == [f"{folder}: 2 images past the video's 10 frames are not read"] and not source.notes
+    with pytest.raises(VideoDecodeError, match="none of its images"):
+        FrameFolderSource(_frame_folder(tmp_path / "late", [20, 21]), n_frames=5)
 
 
 def test_frame_folder_zero_based_numbering(tmp_path):
@@ -241,3 +257,13 @@ def test_frame_folder_errors(tmp_path):
     (folder / "00003.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(VideoDecodeError, match=r"00003\.jpg: unreadable image for frame 2"):
         list(open_video(folder).frames(np.arange(4)))
+
+
+def test_crop_half_splits_a_frame_between_two_people():
+    frame = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    left, right = crop_half(frame, "left"), crop_half(frame, "right")
+    assert left.shape == (5, 3, 3) and right.shape == (5, 4, 3)
+    np.testing.assert_array_equal(np.concatenate([left, right], axis=1), frame)
+    assert crop_half(frame, None) is frame
+    with pytest.raises(ValueError, match="half"):
+        crop_half(frame, "top")

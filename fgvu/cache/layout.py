@@ -10,7 +10,8 @@ One cache is one dataset seen through one encoder set::
         frames/<modality>, frames/<m>_mask     grid modalities: one feature row per grid row
         clips/<modality>_fT                   clip modalities: [n_windows, T, D] per length T
         targets/values, targets/mask          [n_frames, K] per-frame targets of every video
-        videos/*                              one row per video: name, split, size, row offsets
+        videos/*                              one row per video: name, split, size, row offsets,
+                                              frames without an image (missing_frames)
         captions.jsonl                        one line per caption-grid row: {"video", "frame", "text"}
         commit.json                           row counts of the last whole video, and failures
 
@@ -41,8 +42,13 @@ TABLES = BASE_TABLES + tuple(g.table for g in GRIDS.values())
 # The videos table holds each video's first row in every other table.
 OFFSET_COLUMNS = {"windows": "window_offset", "frames": "frame_offset",
                   **{g.table: f"{g.table}_offset" for g in GRIDS.values()}}
+# Video columns added after fgvu 0.1. Parts written before a column existed lack its array:
+# readers take 0 for their videos, and a writer resuming such a part fills the committed rows with 0.
+ADDED_VIDEO_COLUMNS = {
+    "missing_frames": "int64",  # frames without an image (a missing face crop); their targets are masked
+}
 VIDEO_COLUMNS = {"name": "str", "split": "str", "n_frames": "int64", "fps": "float64", "width": "int32",
-                 "height": "int32", **{col: "int64" for col in OFFSET_COLUMNS.values()}}
+                 "height": "int32", **{col: "int64" for col in OFFSET_COLUMNS.values()}, **ADDED_VIDEO_COLUMNS}
 
 
 class CacheError(FgvuError):
@@ -61,6 +67,7 @@ class ArraySpec:
     offset_table: str | None = None  # its values are rows of this table (rebased across parts)
     clip_length: int | None = None  # clip arrays: T
     modality: str | None = None  # the letter of the modality it stores
+    optional: bool = False  # added after fgvu 0.1: a part may lack it, and its rows then read as 0
 
     @property
     def is_float(self) -> bool:
@@ -115,7 +122,8 @@ def layout_of(spec) -> Layout:
     ]
     for column, dtype in VIDEO_COLUMNS.items():
         offset_table = next((t for t, c in OFFSET_COLUMNS.items() if c == column), None)
-        arrays.append(ArraySpec(f"videos/{column}", (), dtype, "videos", column, offset_table=offset_table))
+        arrays.append(ArraySpec(f"videos/{column}", (), dtype, "videos", column, offset_table=offset_table,
+                                optional=column in ADDED_VIDEO_COLUMNS))
     for grid in GRIDS.values():
         arrays.append(ArraySpec(grid.frames, (), "int32", grid.table, grid.frames_key))
     for m in MODALITIES.values():

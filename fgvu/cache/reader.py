@@ -39,6 +39,7 @@ class VideoTable:
     text_offset: np.ndarray
     window_offset: np.ndarray
     frame_offset: np.ndarray
+    missing_frames: np.ndarray  # frames without an image (masked); 0 for parts written by fgvu 0.1
 
     def __len__(self) -> int:
         return len(self.name)
@@ -122,6 +123,8 @@ def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, 
             continue
         group = part.group()
         for a in layout:
+            if a.optional and a.name not in group:
+                continue  # a part older than the array: its rows stay 0
             arr = _check_part_array(cache, part, group, a)
             n = part.rows[a.table]
             lo = offsets[a.table]

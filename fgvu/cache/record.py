@@ -14,7 +14,7 @@ import numpy as np
 from fgvu.cache.layout import clip_keys, stream_keys
 
 _FIXED = ("name", "split", "n_frames", "fps", "width", "height", "window_start", "valid", "targets",
-          "target_mask", "captions", "streams")
+          "target_mask", "captions", "streams", "missing_frames")
 
 
 class VideoRecord:
@@ -22,9 +22,10 @@ class VideoRecord:
 
     def __init__(self, name: str, split: str, n_frames: int, fps: float, width: int, height: int,
                  window_start: np.ndarray, valid: np.ndarray, targets: np.ndarray, target_mask: np.ndarray,
-                 captions: list[str] | None = None, **streams):
+                 captions: list[str] | None = None, missing_frames: int = 0, **streams):
         """window_start [W], valid [W, window], targets / target_mask [n_frames, K], captions: one
-        string per caption-grid row (None when the captions are not kept); `streams` by layout key."""
+        string per caption-grid row (None when the captions are not kept); `missing_frames`: how many
+        frames had no image (masked in target_mask); `streams` by layout key."""
         unknown = sorted(set(streams) - stream_keys())
         if unknown:
             raise TypeError(f"VideoRecord got unknown streams {unknown}; known: {sorted(stream_keys())}")
@@ -33,6 +34,7 @@ class VideoRecord:
         self.window_start, self.valid = window_start, valid
         self.targets, self.target_mask = targets, target_mask
         self.captions = captions
+        self.missing_frames = int(missing_frames)
         self.streams = {k: v for k, v in streams.items() if v is not None}
 
     def __getattr__(self, key: str):

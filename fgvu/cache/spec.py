@@ -64,7 +64,8 @@ class CacheSpec:
         for role in sorted(set(self.encoders) | set(other.encoders)):
             mine, theirs = self.encoders.get(role), other.encoders.get(role)
             if mine != theirs:
-                problems.append(f"encoder {role!r}: cache has {_short(mine)}, this run has {_short(theirs)}")
+                problems.append(f"encoder {role!r}: cache has {_short(mine)}, this run has {_short(theirs)}"
+                                f"{_differences(mine, theirs)}")
         return problems
 
 
@@ -72,6 +73,24 @@ def _short(fp: dict | None) -> str:
     if fp is None:
         return "none"
     return f"{fp.get('name')} ({fp.get('variant')}, {fp.get('checkpoint', '')[:16]})"
+
+
+def _differences(mine: dict | None, theirs: dict | None, limit: int = 3) -> str:
+    """'; differs in preprocessing.resize_mode ('shortest' vs 'longest')' for two fingerprints."""
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return ""
+    flat = [{}, {}]
+    for out, fp in zip(flat, (mine, theirs)):
+        for key, value in fp.items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+    keys = sorted(k for k in set(flat[0]) | set(flat[1]) if flat[0].get(k) != flat[1].get(k))
+    if not keys:
+        return ""
+    shown = ", ".join(f"{k} ({flat[0].get(k)!r} vs {flat[1].get(k)!r})" for k in keys[:limit])
+    return f"; differs in {shown}{', ...' if len(keys) > limit else ''}"
 
 
 def read_spec(cache: str | Path) -> CacheSpec:

@@ -39,12 +39,16 @@ def cache_info(cache: str | Path) -> dict:
     splits: Counter = Counter()
     totals: Counter = Counter()
     failures = []
+    missing = np.zeros(0, np.int64)  # frames without an image, per video
     parts = list(iter_committed_parts(cache))
     for part in parts:
         totals.update(part.rows)
         failures += [{**f, "part": part.name} for f in part.failures]
         if part.n_videos:
-            splits.update(part.group()["videos/split"][: part.n_videos].tolist())
+            group = part.group()
+            splits.update(group["videos/split"][: part.n_videos].tolist())
+            if "videos/missing_frames" in group:  # absent from parts written by fgvu 0.1
+                missing = np.append(missing, np.asarray(group["videos/missing_frames"][: part.n_videos]))
     return {
         "path": str(cache),
         "dataset": spec.dataset,
@@ -54,6 +58,8 @@ def cache_info(cache: str | Path) -> dict:
         "videos_per_split": dict(sorted(splits.items())),
         "windows": totals["windows"],
         "frames": totals["frames"],
+        "missing_frames": int(missing.sum()),
+        "videos_with_missing_frames": int((missing > 0).sum()),
         "image_rows": totals[GRIDS["image"].table],
         "caption_rows": totals[GRIDS["caption"].table],
         "dims": dict(spec.dims),
@@ -75,6 +81,8 @@ def info_lines(info: dict) -> list[str]:
         f"videos: {info['videos']} ({splits})",
         f"windows: {info['windows']}   frames: {info['frames']}   image rows: {info['image_rows']}   "
         f"caption rows: {info['caption_rows']}",
+        f"frames without an image (no face crop; masked): {info['missing_frames']} in "
+        f"{info['videos_with_missing_frames']} videos",
         "dims: " + ", ".join(f"{k} {v}" for k, v in info["dims"].items())
         + f"   video clips: T = {', '.join(map(str, info['video_frames']))}",
         "sampling: " + ", ".join(f"{k}={v}" for k, v in info["sampling"].items()),

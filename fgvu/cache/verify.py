@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.layout import CacheError, CommittedPart, iter_committed_parts, layout_of
+from fgvu.cache.layout import CacheError, CommittedPart, Layout, iter_committed_parts, layout_of
 from fgvu.cache.spec import read_spec
 from fgvu.cache.writer import CAPTIONS_FILE
 from fgvu.modalities import GRIDS
@@ -49,7 +49,8 @@ def verify_cache(cache: str | Path) -> list[str]:
         for a in layout:
             n = part.rows[a.table]
             if a.name not in group:
-                part_problems.append(f"{part.name}: array {a.name} is missing")
+                if not a.optional:  # optional arrays are absent from parts older than them
+                    part_problems.append(f"{part.name}: array {a.name} is missing")
                 continue
             arr = group[a.name]
             if tuple(arr.shape[1:]) != a.row_shape:
@@ -61,7 +62,8 @@ def verify_cache(cache: str | Path) -> list[str]:
         problems += part_problems
         if part_problems:
             continue
-        problems += _verify_part(part, spec, layout, arrays)
+        present = Layout(tuple(a for a in layout if a.name in arrays))
+        problems += _verify_part(part, spec, present, arrays)
         for name in arrays["videos/name"][: part.n_videos].tolist():
             if name in seen:
                 problems.append(f"video {name!r} is committed in both {seen[name]} and {part.name}")
@@ -124,6 +126,8 @@ def _verify_part(part: CommittedPart, spec, layout, arrays: dict) -> list[str]:
         problems.append(f"{where}: videos/frame_offset does not step by each video's n_frames (total {n_frm})")
     if np.any(n_frames <= 0):
         problems.append(f"{where}: videos with n_frames <= 0")
+    if "missing_frames" in v and np.any((v["missing_frames"] < 0) | (v["missing_frames"] > n_frames)):
+        problems.append(f"{where}: videos/missing_frames outside [0, n_frames]")
 
     # windows: video ids, starts, validity mask
     vid = small["windows/video_id"].astype(np.int64)

@@ -170,8 +170,9 @@ def record_arrays(cache: Path, spec: CacheSpec, layout: Layout, rec: VideoRecord
     if rec.captions is not None:
         need(rec.caption_frame is not None and len(rec.captions) == len(rec.caption_frame),
              "captions and caption frames differ")
+    need(0 <= rec.missing_frames <= rec.n_frames, f"missing_frames {rec.missing_frames} outside [0, {rec.n_frames}]")
     video_columns = {"name": rec.name, "split": rec.split, "n_frames": rec.n_frames, "fps": rec.fps,
-                     "width": rec.width, "height": rec.height,
+                     "width": rec.width, "height": rec.height, "missing_frames": rec.missing_frames,
                      **{col: rows[table] for table, col in OFFSET_COLUMNS.items()}}
     out = {}
     for a in layout:

@@ -20,8 +20,9 @@ def synth_videos(
     frames: int = option(200, help="Frames per video (lengths vary around this; one is shorter than a window)."),
     seed: int = option(0, help="Random seed."),
 ) -> None:
-    """Write small real video files in a dataset's layout; colour drives valence, motion speed
-    drives arousal, fast collisions are violent."""
+    """Write small real video files in a dataset's layout; hue drives valence, brightness (and speed)
+    drives arousal, both as sharp events; fast collisions are violent. aff-wild2 also gets two-person
+    videos (_left/_right) and cropped_aligned face crops with some frames missing."""
     from fgvu.synth.videos import write_video_dataset
 
     root = write_video_dataset(out, layout=layout, videos=videos, frames=frames, seed=seed)

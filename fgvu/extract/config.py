@@ -53,8 +53,14 @@ class ExtractConfig:
                                      "instead of captioning again, e.g. to change only the text encoder. Needs a "
                                      "new --out.")
     # dataset adapter options
-    frames: Literal["video", "cropped_aligned"] = opt("video", "aff-wild2 only: read frames from the video files "
-                                                      "or from the cropped_aligned folders.")
+    frames: Literal["auto", "video", "cropped_aligned"] = opt(
+        "auto", "aff-wild2 only: what each track's encoders see. auto: its own cropped_aligned/<track>/ face "
+        "crops when that folder exists, else its video; cropped_aligned: only crops; video: only videos. From a "
+        "video, _left/_right tracks each see their half of the frame.")
+    image_resize: Literal["pad", "squash", "center-crop"] = opt(
+        "pad", "How CLIP fits a frame into its square input: pad (keep the whole frame, letterboxed), squash "
+        "(stretch it) or center-crop (CLIP's own eval transform, which cuts the sides off a 16:9 frame). Square "
+        "face crops are the same under all three. Recorded in the encoder fingerprint.")
     labels: str | None = opt(None, "folder only: the labels CSV.", shown="ROOT/labels.csv")
     limit: int | None = opt(None, "Extract only the first N videos (by name); for quick trials.", ge=1,
                             shown="every video")

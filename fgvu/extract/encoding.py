@@ -65,16 +65,18 @@ def _input_side(encoder) -> int | None:
     return None
 
 
-def conversion_size(height: int, width: int, side: int | None) -> tuple[int, int]:
+def conversion_size(height: int, width: int, side: int | None, halves: bool = False) -> tuple[int, int]:
     """(H, W) to convert decoded frames to: shrink (never enlarge) so the short side is `side`.
 
     Keeping the aspect ratio leaves each encoder's own resize/crop unchanged in effect, while a
-    720p frame shrinks ~6x in memory before it is queued.
+    720p frame shrinks ~6x in memory before it is queued. With `halves` (two people side by
+    side, each item seeing one half) the short side of each half is kept at `side`.
     """
-    if not side or min(height, width) <= side:
+    narrowest = width // 2 if halves else width
+    if not side or min(height, narrowest) <= side:
         return int(height), int(width)
-    scale = side / min(height, width)
-    return max(side, round(height * scale)), max(side, round(width * scale))
+    scale = side / min(height, narrowest)
+    return max(side, round(height * scale)), max(side * (2 if halves else 1), round(width * scale))
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,20 @@
 
 For each part of the dataset (one writer each), every video source is probed, planned
 (`SamplingPlan.layout`), decoded once in a background thread, and encoded on its grids
-(`encoding.SourceEncoder`). Each item of the source (Aff-Wild2 `_left`/`_right` share one) is
-then appended with its own targets and committed. Re-running skips committed videos; a video
-that cannot be read is recorded in the part's failure list and the run goes on.
+(`encoding.SourceEncoder`), once per view of it: the whole frame, or each half that an item
+sees (Aff-Wild2 `_left`/`_right` share one video and see its left and right halves). Each
+item is then appended with its own features and targets and committed. Frames the source has
+no image for (a missing face crop) have their targets masked and are counted per video.
+Re-running skips committed videos; a video that cannot be read is recorded in the part's
+failure list and the run goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +27,7 @@ from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
 from fgvu.extract.parts import SourceGroup, split_parts
 from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
+from fgvu.extract.video_source import crop_half
 from fgvu.sampling import SamplingPlan, WindowLayout
 
 if TYPE_CHECKING:
@@ -48,6 +52,9 @@ class ExtractSummary:
     warnings: int = 0  # annotation warnings
     seconds: float = 0.0
     counts: EncodeCounts = field(default_factory=EncodeCounts)
+    inputs: Counter = field(default_factory=Counter)  # extracted items by VideoItem.input_kind
+    missing_frames: int = 0  # frames without an image (no face crop), masked
+    missing_videos: int = 0  # items with at least one such frame
 
     @property
     def frames_per_s(self) -> float:
@@ -65,10 +72,12 @@ class ExtractSummary:
     def merge(self, other: "ExtractSummary") -> None:
         """Add another part's summary into this one."""
         self.parts += other.parts
-        for name in ("succeeded", "failed", "skipped", "windows", "frames", "warnings", "seconds"):
+        for name in ("succeeded", "failed", "skipped", "windows", "frames", "warnings", "seconds", "missing_frames",
+                     "missing_videos"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
         self.counts.add(other.counts)
+        self.inputs.update(other.inputs)
 
     def lines(self) -> list[str]:
         """The end-of-run report, one line each."""
@@ -80,8 +89,22 @@ class ExtractSummary:
             f"({self.frames_per_s:.1f} frames/s, {self.windows_per_s:.2f} windows/s); "
             f"{self.warnings} annotation warnings",
         ]
+        if self.inputs:
+            out.append(self.input_line())
         out += [f"  failed: {video}: {reason}" for video, reason in self.failures]
         return out
+
+    def input_line(self) -> str:
+        """What the encoders saw: how many items read face crops, half frames and whole frames."""
+        described = {"frame folder": "from frame folders (face crops)",
+                     "half frame": "from their half of a shared video (_left/_right without crops)",
+                     "whole frame": "from whole frames"}
+        kinds = [f"{self.inputs[kind]} {what}" for kind, what in described.items() if self.inputs[kind]]
+        line = "inputs: " + ", ".join(kinds)
+        if self.missing_frames:
+            line += (f"; {self.missing_frames} frames of {self.missing_videos} videos have no image (no face crop): "
+                     "masked, never trained on or scored")
+        return line
 
 
 # ---- setup -----------------------------------------------------------------------------
@@ -105,7 +128,8 @@ def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSe
                                     batch_size=cfg.caption_batch)
     return EncoderSet(
         video=build_video_encoder(names["video"], device=cfg.device, batch_size=cfg.clip_batch),
-        image_text=build_image_text_encoder(names["image"], device=cfg.device, batch_size=cfg.image_batch),
+        image_text=build_image_text_encoder(names["image"], device=cfg.device, batch_size=cfg.image_batch,
+                                            resize=cfg.image_resize),
         captioner=captioner,
     )
 
@@ -114,7 +138,7 @@ def build_dataset(cfg: ExtractConfig):
     """The dataset adapter and its items (first `cfg.limit` by name)."""
     from fgvu.extract.datasets import build_adapter
 
-    if cfg.frames != "video" and cfg.dataset != "aff-wild2":
+    if cfg.frames != "auto" and cfg.dataset != "aff-wild2":
         raise ExtractConfigError(f"--frames {cfg.frames} is only available for aff-wild2")
     options = {"frames": cfg.frames if cfg.dataset == "aff-wild2" else None,
                "labels": cfg.labels if cfg.dataset == "folder" else None}
@@ -191,12 +215,26 @@ def make_spec(cfg: ExtractConfig, task: str, encoders: EncoderSet, prompt: str,
 
 @dataclass
 class PreparedSource:
-    """A probed source: its layout, per-item targets (or the error reading them), reused captions."""
+    """A probed source: its layout, per-item targets (or the error reading them), reused captions per
+    view, and the frames it has no image for."""
 
     info: VideoInfo
     layout: WindowLayout
     targets: dict[str, object]
-    captions: list[str] | None
+    captions: dict[str | None, list[str]] | None
+    missing: list[int] = field(default_factory=list)
+
+    def ok(self, items) -> list:
+        """The items whose targets could be read."""
+        return [item for item in items if not isinstance(self.targets[item.name], Exception)]
+
+
+def views(items) -> dict[str | None, list]:
+    """Items by the part of the frame they see (None: the whole frame, "left", "right"), in order."""
+    out: dict[str | None, list] = {}
+    for item in items:
+        out.setdefault(item.half, []).append(item)
+    return out
 
 
 class PartRun:
@@ -212,24 +250,30 @@ class PartRun:
 
     def prepare(self, group: SourceGroup):
         """Runs in the decode thread: probe, plan, targets, reused captions, then the frame iterator."""
+        from fgvu.extract.datasets.base import mask_frames
         from fgvu.extract.video_source import open_video
 
-        source = open_video(group.source)
+        # a frame folder's length comes from the dataset (its annotation), not from its file names
+        n_frames = self.adapter.frame_count(group.items[0])
+        source = open_video(group.source, **({} if n_frames is None else {"n_frames": n_frames}))
         info = source.info
         layout = self.plan.layout(info.n_frames)
         targets = {}
         for item in group.items:
             try:
-                targets[item.name] = self.adapter.load_targets(item, info.n_frames)
+                targets[item.name] = mask_frames(self.adapter.load_targets(item, info.n_frames), source.missing)
+                targets[item.name].warnings += list(source.notes)
             except FgvuError as e:
                 targets[item.name] = e
         captions = None
         if self.reused is not None:
-            captions = self.reused.for_source([i.name for i in group.items], layout.caption_frames)
-        header = PreparedSource(info, layout, targets, captions)
+            captions = {half: self.reused.for_source([i.name for i in items], layout.caption_frames)
+                        for half, items in views(group.items).items()}
+        header = PreparedSource(info, layout, targets, captions, list(source.missing))
         if all(isinstance(t, Exception) for t in targets.values()):
             return header, None  # nothing to write: do not decode
-        size = conversion_size(info.height, info.width, self.side)
+        halves = any(item.half is not None for item in group.items)
+        size = conversion_size(info.height, info.width, self.side, halves=halves)
         return header, source.frames(layout.needed_frames(), size=size)
 
     def run(self, items: list) -> ExtractSummary:
@@ -259,76 +303,94 @@ class PartRun:
                 summary.failed += len(names)
                 bar.update(len(names))
 
-            encoder: SourceEncoder | None = None  # of the current source, None when nothing to write
+            # the current source's encoders, one per view (None: the whole frame, or a half); a view
+            # leaves when its encoder fails
+            encoders: dict[str | None, SourceEncoder] = {}
             current: tuple[SourceGroup, PreparedSource] | None = None
             # closing() stops the decode thread even when encoding raises
             with bar, contextlib.closing(prefetch(pending, self.prepare, cfg.prefetch)) as events:
                 for event in events:
                     if isinstance(event, Frame):
-                        if encoder is not None:
+                        for half, encoder in list(encoders.items()):
                             try:
-                                encoder.add(event.index, event.image)
-                            except FgvuError as e:  # an encoder refused this source: fail it, go on
-                                fail([n for n, t in current[1].targets.items() if not isinstance(t, Exception)], e)
-                                encoder = None
+                                encoder.add(event.index, crop_half(event.image, half))
+                            except FgvuError as e:  # an encoder refused this view: fail its items, go on
+                                fail([i.name for i in current[1].ok(views(current[0].items)[half])], e)
+                                del encoders[half]
                     elif isinstance(event, Start):
-                        current, encoder = (event.job, event.header), None
-                        bad = {n: t for n, t in event.header.targets.items() if isinstance(t, Exception)}
-                        for name, error in bad.items():
-                            fail([name], error)
-                        if len(bad) < len(event.job.items):
-                            encoder = SourceEncoder(self.encoders, event.header.layout, self.prompt, self.batches,
-                                                    event.header.captions)
+                        current, encoders = (event.job, event.header), {}
+                        header = event.header
+                        for name, error in header.targets.items():
+                            if isinstance(error, Exception):
+                                fail([name], error)
+                        for half, items in views(header.ok(event.job.items)).items():
+                            captions = header.captions[half] if header.captions is not None else None
+                            encoders[half] = SourceEncoder(self.encoders, header.layout, self.prompt, self.batches,
+                                                           captions)
                     elif isinstance(event, Failed):
-                        names = [i.name for i in event.job.items]
+                        items = event.job.items
                         if current is not None and current[0] is event.job:  # failed while decoding
-                            names = [n for n in names if not isinstance(current[1].targets[n], Exception)]
-                        fail(names, event.error)
-                        current, encoder = None, None
+                            items = [i for i in current[1].ok(items) if i.half in encoders]
+                        fail([i.name for i in items], event.error)
+                        current, encoders = None, {}
                     elif isinstance(event, End):
-                        if encoder is not None:
-                            self._write(writer, event.job, current[1], encoder, summary, fail, bar)
+                        if encoders:
+                            self._write(writer, event.job, current[1], encoders, summary, fail, bar)
                             elapsed = max(time.perf_counter() - start, 1e-9)
                             bar.set_postfix({"windows": summary.windows, "frames/s": f"{summary.frames / elapsed:.0f}"})
-                        current, encoder = None, None
+                        current, encoders = None, {}
         summary.seconds = time.perf_counter() - start
         return summary
 
-    def _write(self, writer, group: SourceGroup, header: PreparedSource, encoder: SourceEncoder,
+    def _write(self, writer, group: SourceGroup, header: PreparedSource, encoders: dict[str | None, SourceEncoder],
                summary: ExtractSummary, fail, bar) -> None:
-        """Finish the source's encoding and append each of its items with its own targets."""
-        from fgvu.cache import VideoRecord
-
-        ok = [item for item in group.items if not isinstance(header.targets[item.name], Exception)]
-        try:
-            features = encoder.finish()
-        except FgvuError as e:
-            fail([item.name for item in ok], e)
-            return
-        summary.counts.add(features.counts)
+        """Finish each view's encoding and append each of its items with its own targets."""
         summary.frames += header.info.n_frames
-        lay = header.layout
-        for item in ok:
-            targets = header.targets[item.name]
-            for warning in targets.warnings:
-                log.warning("%s", warning)
-            summary.warnings += len(targets.warnings)
-            record = VideoRecord(
-                name=item.name, split=item.split, n_frames=lay.n_frames, fps=float(header.info.fps),
-                width=int(header.info.width), height=int(header.info.height),
-                window_start=lay.starts, image_index=lay.image_index, caption_index=lay.caption_index,
-                valid=lay.valid, targets=targets.values, target_mask=targets.mask,
-                image_frame=lay.image_frames, caption_frame=lay.caption_frames, captions=features.captions,
-                **features.streams(),
-            )
+        by_view = views(header.ok(group.items))
+        for half, encoder in encoders.items():
             try:
-                writer.append_video(record)
-            except FgvuError as e:  # the record was refused before anything was written
-                fail([item.name], e)
+                features = encoder.finish()
+            except FgvuError as e:
+                fail([item.name for item in by_view[half]], e)
                 continue
-            summary.succeeded += 1
-            summary.windows += lay.n_windows
-            bar.update(1)
+            summary.counts.add(features.counts)
+            for item in by_view[half]:
+                targets = header.targets[item.name]
+                for warning in targets.warnings:
+                    log.warning("%s", warning)
+                summary.warnings += len(targets.warnings)
+                try:
+                    writer.append_video(video_record(item, header, features))
+                except FgvuError as e:  # the record was refused before anything was written
+                    fail([item.name], e)
+                    continue
+                summary.succeeded += 1
+                summary.windows += header.layout.n_windows
+                summary.inputs[item.input_kind] += 1
+                if header.missing:
+                    summary.missing_frames += len(header.missing)
+                    summary.missing_videos += 1
+                    log.debug("%s: %d of %d frames have no image in %s (first: frame %d); their targets are masked",
+                             item.name, len(header.missing), header.layout.n_frames, header.info.path,
+                             header.missing[0])
+                bar.update(1)
+
+
+def video_record(item, header: PreparedSource, features):
+    """The cache record of one item: its view's features, its own targets, its view's frame size."""
+    from fgvu.cache import VideoRecord
+
+    lay, info = header.layout, header.info
+    width = {None: info.width, "left": info.width // 2}.get(item.half, info.width - info.width // 2)
+    targets = header.targets[item.name]
+    return VideoRecord(
+        name=item.name, split=item.split, n_frames=lay.n_frames, fps=float(info.fps),
+        width=int(width), height=int(info.height), missing_frames=len(header.missing),
+        window_start=lay.starts, image_index=lay.image_index, caption_index=lay.caption_index,
+        valid=lay.valid, targets=targets.values, target_mask=targets.mask,
+        image_frame=lay.image_frames, caption_frame=lay.caption_frames, captions=features.captions,
+        **features.streams(),
+    )
 
 
 # ---- entry point -------------------------------------------------------------------------

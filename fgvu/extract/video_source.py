@@ -10,9 +10,13 @@ Two sources share one interface (`FrameSource`):
   stream's average rate.
 - `FrameFolderSource` reads a folder of numbered images such as Aff-Wild2's
   `cropped_aligned/<name>/00001.jpg ...`. Names are 1-based (00001 is frame 0) unless a
-  00000 file exists. A number missing from the sequence (Aff-Wild2 drops frames where no
-  face was found) repeats the previous image (the next one if the gap is at the start) and
-  the source warns once with the count; the gaps are listed in `missing`.
+  00000 file exists. The number of frames is given by the caller (Aff-Wild2: the
+  annotation's line count) or, without one, the highest number. A frame without an image
+  (Aff-Wild2 has no crop where no face was found, trailing ones included) is yielded as a
+  uniform grey frame, never as a neighbouring face, and listed in `missing`, so that the
+  extraction masks its target.
+
+`crop_half` cuts the left or right half out of a frame, for two people sharing one video.
 
 Bad files raise `VideoDecodeError` naming the file and the reason.
 """
@@ -20,7 +24,6 @@ Bad files raise `VideoDecodeError` naming the file and the reason.
 from __future__ import annotations
 
 import os
-import warnings
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +59,9 @@ class FrameSource(ABC):
     """A video's frames, read in one forward pass."""
 
     info: VideoInfo
+    # Frames the source has no image for (yielded as MISSING_FRAME_VALUE grey); their targets are masked.
+    missing: tuple[int, ...] | list[int] = ()
+    notes: tuple[str, ...] | list[str] = ()  # what the source left out, for the extraction's warnings
 
     @abstractmethod
     def frames(self, wanted: np.ndarray, size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -67,15 +73,29 @@ class FrameSource(ABC):
         """
 
 
-def open_video(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
+def open_video(path: str | os.PathLike, fps: float | None = None, n_frames: int | None = None) -> FrameSource:
     """A source for `path`: a video file (PyAV) or a folder of numbered images.
 
-    `fps` is only used for frame folders, which carry no frame rate (default 30).
+    `fps` and `n_frames` are only used for frame folders, which carry no frame rate (default 30)
+    and cannot tell how many frames have no image at their end.
     """
     path = Path(path)
     if path.is_dir():
-        return FrameFolderSource(path, fps=fps or DEFAULT_FPS)
+        return FrameFolderSource(path, fps=fps or DEFAULT_FPS, n_frames=n_frames)
     return PyAVSource(path)
+
+
+HALVES = ("left", "right")
+
+
+def crop_half(frame: np.ndarray, half: str | None) -> np.ndarray:
+    """The `half` ("left" or "right") of an (H, W, 3) frame; None keeps the whole frame."""
+    if half is None:
+        return frame
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES} or None, got {half!r}")
+    middle = frame.shape[1] // 2
+    return frame[:, :middle] if half == "left" else frame[:, middle:]
 
 
 def check_wanted(wanted, n_frames: int, where: Path) -> np.ndarray:
@@ -223,11 +243,18 @@ def _average_fps(stream, n_frames: int) -> float:
 
 # ---- frame folders ----------------------------------------------------------------------
 
+# The value of every pixel of a frame without an image: a neutral grey, not a face.
+MISSING_FRAME_VALUE = 128
+
 
 class FrameFolderSource(FrameSource):
-    """A folder of numbered images (`00001.jpg`, ...), decoded with PIL in parallel threads."""
+    """A folder of numbered images (`00001.jpg`, ...), decoded with PIL in parallel threads.
 
-    def __init__(self, path: Path, fps: float = DEFAULT_FPS, workers: int | None = None):
+    `n_frames` is the video's length when the caller knows it; frames past the highest image
+    are then missing too, and images past `n_frames` are not read (`unused` counts them).
+    """
+
+    def __init__(self, path: Path, fps: float = DEFAULT_FPS, workers: int | None = None, n_frames: int | None = None):
         self.path = Path(path)
         self.workers = workers or min(8, os.cpu_count() or 1)
         numbered = {}
@@ -237,19 +264,20 @@ class FrameFolderSource(FrameSource):
                 numbered[int(stem)] = Path(entry.path)
         if not numbered:
             raise VideoDecodeError(f"{self.path}: no numbered images (00001.jpg, ...) in this folder")
+        if n_frames is not None and n_frames < 1:
+            raise ValueError(f"{self.path}: n_frames must be at least 1, got {n_frames}")
         first = 0 if 0 in numbered else 1
-        n_frames = max(numbered) - first + 1
-        files = [numbered.get(first + f) for f in range(n_frames)]
-        self.missing = [f for f, p in enumerate(files) if p is None]
-        if self.missing:
-            files = _fill_gaps(files)
-            warnings.warn(
-                f"{self.path}: {len(self.missing)} of {n_frames} frames missing from the numbering "
-                f"(first: frame {self.missing[0]}); each repeats the previous image",
-                stacklevel=2,
-            )
-        self.files: list[Path] = files
-        width, height = self._image_size(files[0])
+        if n_frames is None:
+            n_frames = max(numbered) - first + 1
+        self.files: list[Path | None] = [numbered.get(first + f) for f in range(n_frames)]
+        self.missing = [f for f, p in enumerate(self.files) if p is None]
+        self.unused = sum(1 for number in numbered if number - first >= n_frames)
+        if self.unused:
+            self.notes = [f"{self.path}: {self.unused} images past the video's {n_frames} frames are not read"]
+        present = next((p for p in self.files if p is not None), None)
+        if present is None:
+            raise VideoDecodeError(f"{self.path}: none of its images is among the video's {n_frames} frames")
+        width, height = self._image_size(present)
         self.info = VideoInfo(self.path, n_frames, float(fps), width, height)
 
     @staticmethod
@@ -266,6 +294,9 @@ class FrameFolderSource(FrameSource):
         from PIL import Image
 
         file = self.files[frame]
+        if file is None:
+            height, width = size if size is not None else (self.info.height, self.info.width)
+            return np.full((height, width, 3), MISSING_FRAME_VALUE, np.uint8)
         try:
             with Image.open(file) as img:
                 img = img.convert("RGB")
@@ -299,13 +330,3 @@ class FrameFolderSource(FrameSource):
                         f.cancel()
                     raise
                 yield frame, image
-
-
-def _fill_gaps(files: list[Path | None]) -> list[Path]:
-    """Each missing entry takes the previous file (the first present one for a leading gap)."""
-    first_present = next(p for p in files if p is not None)
-    out, last = [], first_present
-    for p in files:
-        last = p if p is not None else last
-        out.append(last)
-    return out

@@ -1,14 +1,24 @@
-"""Synthetic video datasets whose labels can be learnt from the pixels.
+"""Synthetic video datasets whose labels can be learnt from the pixels, and that can fail.
 
 `write_video_dataset` writes small real H.264 files (PyAV; MPEG-4 Part 2 if the PyAV build
 lacks libx264) in the exact folder layout of a benchmark, so the real adapters read them:
 
 - `aff-wild2`: a disc moves over a still background. Its hue encodes valence (red = +1,
-  blue = -1) and its speed encodes arousal (slow = -1, fast = +1); both drift smoothly over
-  time. One video holds two discs, one per half, annotated as `<video>_left` and
-  `<video>_right`. One video has a stretch where the disc is gone, annotated -5 (invalid),
-  like frames without a detectable face. Layout: `batch1/<name>.mp4` and
-  `VA_Estimation_Challenge/{Train_Set,Validation_Set}/<name>.txt`.
+  blue = -1), its brightness encodes arousal (dim = -1, bright = +1: every frame and every
+  clip shows it, in every video alike), and it moves faster the higher the arousal. Both
+  targets are sharp events (`event_curve`): levels held for 0.2-0.8 s that jump across zero,
+  so labels misaligned by a single frame lose about 0.1 CCC. Video 1 (and video 5, with six
+  or more videos) holds two people, one disc per half with its own targets, annotated as
+  `<video>_left` and `<video>_right`. Video 0 has a stretch where the disc is gone, annotated
+  -5 (invalid), like frames without a detectable face.
+  Every track except those of videos 1 and 2 also gets face crops,
+  `cropped_aligned/<track>/00001.jpg ...` (112 x 112 around its disc), as the organisers
+  provide them: no crop where the disc is gone, a few random frames where the "detector"
+  missed it, and none for the last 5 frames of video 0, whose length must therefore come from
+  its annotation. Videos 1 and 2 are read from the video file: video 1's people each take
+  their half of the frame, video 2 the whole frame.
+  Layout: `batch1/<name>.mp4`, `cropped_aligned/<track>/` and
+  `VA_Estimation_Challenge/{Train_Set,Validation_Set}/<track>.txt`.
 - `dvd`: two discs drift slowly apart (label 0); in violent segments (label 1) they rush
   at each other and collide several times a second. Layout:
   `{Training,Validation,Testing}/{videos/<id>.mp4, annotations/<id>.csv}` with `Frame,Label`.
@@ -31,7 +41,14 @@ from fgvu.errors import FgvuError
 FPS = 30
 MARKER = ".fgvu-synth"  # marks a folder this module wrote, so a re-run may replace it
 SHORT_VIDEO_FRAMES = 48  # shorter than one 64-frame window
-LAYOUT_DIRS = {"aff-wild2": ("batch1", "VA_Estimation_Challenge"), "dvd": ("Training", "Validation", "Testing")}
+LAYOUT_DIRS = {"aff-wild2": ("batch1", "VA_Estimation_Challenge", "cropped_aligned"),
+               "dvd": ("Training", "Validation", "Testing")}
+# aff-wild2: which videos hold two people, which are read from the video instead of face crops
+PAIR_VIDEOS = (1, 5)
+VIDEOS_WITHOUT_CROPS = (1, 2)
+CROP_SIZE = 112  # Aff-Wild2's cropped_aligned images are 112 x 112
+CROP_MISS_RATE = 0.04  # frames of every crop folder where the "face detector" missed the disc
+TRAILING_MISSING_CROPS = 5  # video 0 has no crops for its last frames
 
 
 class SynthError(FgvuError):
@@ -82,22 +99,33 @@ def _lengths(rng: np.random.Generator, videos: int, frames: int) -> list[int]:
 # ---- drawing ------------------------------------------------------------------------------
 
 
-def smooth_curve(rng: np.random.Generator, n: int, amplitude: float = 0.9) -> np.ndarray:
-    """A smooth random signal in [-amplitude, amplitude]: three sinusoids of 2-8 s periods."""
-    t = np.arange(n)[:, None]
-    periods = rng.uniform(60, 240, size=3)
-    phases = rng.uniform(0, 2 * np.pi, size=3)
-    weights = rng.uniform(0.5, 1.0, size=3)
-    x = (weights * np.sin(2 * np.pi * t / periods + phases)).sum(1) / weights.sum()
-    x = x - x.mean()
-    peak = np.abs(x).max()
-    return (amplitude * x / peak if peak > 0 else x).astype(np.float32)
+def event_curve(rng: np.random.Generator, n: int, amplitude: float = 0.9, shortest: int = 6, longest: int = 24,
+                drift: float = 0.25) -> np.ndarray:
+    """A signal of sharp events in [-amplitude, amplitude]: levels held for `shortest`..`longest` frames,
+    each jumping across zero from the one before, plus a slow sinusoidal drift of weight `drift`.
+
+    At 30 fps the levels last 0.2-0.8 s, so labels shifted by one frame lose about 0.1 CCC.
+    """
+    levels = np.empty(n)
+    sign, t = rng.choice((-1.0, 1.0)), 0
+    while t < n:
+        length = int(rng.integers(shortest, longest + 1))
+        levels[t:t + length] = sign * rng.uniform(0.3, 1.0)
+        sign, t = -sign, t + length
+    slow = np.sin(2 * np.pi * np.arange(n) / rng.uniform(90, 240) + rng.uniform(0, 2 * np.pi))
+    return (amplitude * ((1 - drift) * levels + drift * slow)).astype(np.float32)
+
+
+def disc_colour(valence: float, arousal: float) -> np.ndarray:
+    """RGB uint8: the hue says valence (+1 red, 0 green, -1 blue), the brightness arousal (-1 dim, +1 full)."""
+    hue = (1.0 - valence) / 2.0 * (2.0 / 3.0)
+    brightness = 0.4 + 0.6 * (arousal + 1.0) / 2.0
+    return (np.array(colorsys.hsv_to_rgb(hue, 1.0, brightness)) * 255).astype(np.uint8)
 
 
 def valence_colour(valence: float) -> np.ndarray:
-    """RGB uint8 of a saturated hue: +1 red, 0 green, -1 blue."""
-    hue = (1.0 - valence) / 2.0 * (2.0 / 3.0)
-    return (np.array(colorsys.hsv_to_rgb(hue, 1.0, 1.0)) * 255).astype(np.uint8)
+    """RGB uint8 of a saturated, fully bright hue: +1 red, 0 green, -1 blue."""
+    return disc_colour(valence, 1.0)
 
 
 def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -211,11 +239,39 @@ def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
 
 def _person_track(rng, n: int, box, radius: float, scale: float):
     """(valence [n], arousal [n], positions [n,2]) of one disc: speed 0.5-6 px/frame by arousal."""
-    valence = smooth_curve(rng, n)
-    arousal = smooth_curve(rng, n)
+    valence = event_curve(rng, n)
+    arousal = event_curve(rng, n)
     speeds = scale * (0.5 + (arousal + 1.0) / 2.0 * 5.5)
     inner = (box[0] + radius, box[1] + radius, box[2] - radius, box[3] - radius)
     return valence, arousal, bounce_path(rng, speeds, inner)
+
+
+def face_crop(frame: np.ndarray, centre: np.ndarray, radius: float, size: int = CROP_SIZE) -> np.ndarray:
+    """The square around a disc, as a face detector would crop it: side 2.6 radii, resized to `size`."""
+    from PIL import Image
+
+    half = max(2, int(round(1.3 * radius)))
+    padded = np.pad(frame, ((half, half), (half, half), (0, 0)), mode="edge")  # discs near the border
+    x, y = (int(round(c)) for c in centre)
+    square = padded[y: y + 2 * half, x: x + 2 * half]
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
+
+
+def write_crops(folder: Path, crops: dict[int, np.ndarray]) -> None:
+    """`cropped_aligned/<track>/`: one JPEG per frame that has a crop, named by its 1-based frame number."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame, crop in crops.items():
+        Image.fromarray(crop).save(folder / f"{frame + 1:05d}.jpg", quality=95)
+
+
+def _crop_misses(rng, n: int, video: int, absent: np.ndarray) -> np.ndarray:
+    """Frames of one track without a crop: where the disc is gone, random misses, video 0's last frames."""
+    missed = absent | (rng.random(n) < CROP_MISS_RATE)
+    if video == 0:
+        missed[-TRAILING_MISSING_CROPS:] = True
+    return missed
 
 
 def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> None:
@@ -227,7 +283,7 @@ def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) 
     for i, n in enumerate(lengths):
         name = f"synth-{i:03d}"
         split = "Validation_Set" if n_videos >= 2 and i % 4 == 3 else "Train_Set"
-        pair = i == 1  # two people: left and right halves
+        pair = i in PAIR_VIDEOS  # two people: left and right halves
         boxes = {"_left": (0, 0, width / 2, height), "_right": (width / 2, 0, width, height)} if pair else \
             {"": (0, 0, width, height)}
         r = radius * (0.8 if pair else 1.0)
@@ -242,16 +298,20 @@ def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) 
             video[t] = bg
             if absent[t]:
                 continue
-            for valence, _, pos in tracks.values():
+            for valence, arousal, pos in tracks.values():
                 end = pos[min(t + 1, n - 1)]
-                canvas.draw_moving(video[t], pos[t], end, r, valence_colour(float(valence[t])))
+                canvas.draw_moving(video[t], pos[t], end, r, disc_colour(float(valence[t]), float(arousal[t])))
         write_video(root / "batch1" / f"{name}.mp4", video)
-        for suffix, (valence, arousal, _) in tracks.items():
+        for suffix, (valence, arousal, pos) in tracks.items():
             lines = ["valence,arousal"] + [
                 "-5,-5" if absent[t] else f"{valence[t]:.4f},{arousal[t]:.4f}" for t in range(n)]
             ann = root / "VA_Estimation_Challenge" / split / f"{name}{suffix}.txt"
             ann.parent.mkdir(parents=True, exist_ok=True)
             ann.write_text("\n".join(lines) + "\n")
+            if i not in VIDEOS_WITHOUT_CROPS:
+                missed = _crop_misses(rng, n, i, absent)
+                write_crops(root / "cropped_aligned" / f"{name}{suffix}",
+                            {t: face_crop(video[t], pos[t], r) for t in range(n) if not missed[t]})
 
 
 # ---- dvd ------------------------------------------------------------------------------------

@@ -8,12 +8,24 @@ Layout (folders may sit one or two levels deeper, e.g. under `annotations/`)::
         Train_Set/<name>.txt          "valence,arousal" then line k = frame k (1-based); -5 invalid
         Validation_Set/<name>.txt
         Test_Set/*.txt                optional: names of test videos, one per line (no labels)
-      cropped_aligned/<name>/00001.jpg ...   optional, used with frames="cropped_aligned"
+      cropped_aligned/<name>/00001.jpg ...   optional: the organisers' face crops of each track
 
-`<video>_left.txt` and `<video>_right.txt` annotate two people in `<video>`: two items that
-share one source, so the video is decoded once for both. Videos that no annotation or test
-list names are not items. Annotations whose video (or frame folder) is absent are skipped
-with one warning listing them (`skipped` keeps them).
+Each annotated name is one track. What its encoders see depends on `frames`:
+
+- "auto" (the default): the track's own face crops when `cropped_aligned/<name>/` exists,
+  else its video;
+- "cropped_aligned": only face crops (tracks without a crop folder are skipped);
+- "video": only videos.
+
+`<video>_left` and `<video>_right` annotate two people in `<video>`. Read from the video,
+each takes its half of every frame (left or right); the two items share one source, so the
+video is decoded once for both. Read from crops, each has its own folder.
+
+A crop folder's track has as many frames as its annotation has lines (a test track without
+annotation: as many as its video), never as many as its highest crop number; a frame without
+a crop (no face found) is a missing frame of the source, and its target is masked.
+Names that no annotation or test list gives are not items. Annotated names without a source
+are skipped with one warning listing them (`skipped` keeps them).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from .base import (
 
 ANNOTATION_DIR = "VA_Estimation_Challenge"
 FRAMES_DIR = "cropped_aligned"
+FRAME_MODES = ("auto", "video", FRAMES_DIR)
 PERSON_SUFFIXES = ("_left", "_right")
 # Folders never searched for videos: they hold millions of face crops or only text.
 SKIP_DIRS = (FRAMES_DIR, "cropped", ANNOTATION_DIR)
@@ -84,16 +97,17 @@ class AffWild2Adapter(DatasetAdapter):
     VA_Estimation_Challenge/Train_Set/<name>.txt    (header "valence,arousal", one line per frame, -5 invalid)
     VA_Estimation_Challenge/Validation_Set/<name>.txt
     VA_Estimation_Challenge/Test_Set/<list>.txt     (optional: test video names, one per line)
-    cropped_aligned/<name>/00001.jpg ...            (optional, for --frames cropped_aligned)
-  <video>_left / <video>_right annotations share the video <video>."""
+    cropped_aligned/<name>/00001.jpg ...            (optional: face crops, read when present)
+  <video>_left / <video>_right annotations share the video <video>; without crops each sees its half."""
 
-    def __init__(self, root, frames: str = "video", test_list: str | os.PathLike | None = None):
+    def __init__(self, root, frames: str = "auto", test_list: str | os.PathLike | None = None):
         super().__init__(root)
-        if frames not in ("video", FRAMES_DIR):
-            raise DatasetError(f"aff-wild2: frames must be 'video' or '{FRAMES_DIR}', got {frames!r}")
+        if frames not in FRAME_MODES:
+            raise DatasetError(f"aff-wild2: frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}")
         self.frames = frames
         self.test_list = Path(test_list) if test_list else None
         self.skipped: list[tuple[str, str]] = []  # (name, reason) of annotations without a source
+        self._videos: dict[str, Path] = {}  # name -> its video, to count a crop folder's frames
 
     def items(self) -> list[VideoItem]:
         self.check_root()
@@ -101,14 +115,24 @@ class AffWild2Adapter(DatasetAdapter):
         if not named:
             raise DatasetError(f"aff-wild2: no annotations or test lists under {self.root}. Expected layout:\n"
                                f"{self.layout_help}")
-        sources = self._sources()
-        items, self.skipped = [], []
+        crops, videos = self._crop_folders(), self._find_videos()
+        items, self.skipped, self._videos = [], [], {}
         for name, (split, annotation) in sorted(named.items()):
-            source = sources(name)
-            if source is None:
-                self.skipped.append((name, "no video" if self.frames == "video" else f"no {FRAMES_DIR}/{name}/"))
-                continue
-            items.append(VideoItem(name=name, source=source, split=split, annotation=annotation))
+            video, half = videos(name)
+            if video is not None:
+                self._videos[name] = video
+            folder = crops / name if crops is not None and (crops / name).is_dir() else None
+            if folder is not None and annotation is None and video is None:
+                self.skipped.append((name, f"{FRAMES_DIR}/{name}/ but neither an annotation nor a video "
+                                           "to count its frames"))
+            elif folder is not None:
+                items.append(VideoItem(name=name, source=folder, split=split, annotation=annotation))
+            elif self.frames == FRAMES_DIR:
+                self.skipped.append((name, f"no {FRAMES_DIR}/{name}/"))
+            elif video is None:
+                self.skipped.append((name, "no video"))
+            else:
+                items.append(VideoItem(name=name, source=video, split=split, annotation=annotation, half=half))
         if self.skipped:
             shown = ", ".join(f"{n} ({why})" for n, why in self.skipped[:5])
             warnings.warn(f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
@@ -153,28 +177,44 @@ class AffWild2Adapter(DatasetAdapter):
             return [path.stem]
         return [Path(n).stem if n.lower().endswith(VIDEO_SUFFIXES) else n for n in lines]
 
-    def _sources(self):
-        """A function name -> source path (or None)."""
-        if self.frames == FRAMES_DIR:
-            frames_dir = find_dir(self.root, FRAMES_DIR)
-            if frames_dir is None:
-                raise DatasetError(f"aff-wild2: --frames {FRAMES_DIR} but no {FRAMES_DIR}/ folder under {self.root}")
-            return lambda name: frames_dir / name if (frames_dir / name).is_dir() else None
+    def _crop_folders(self) -> Path | None:
+        """The cropped_aligned folder the tracks read, or None when they read videos."""
+        if self.frames == "video":
+            return None
+        folder = find_dir(self.root, FRAMES_DIR)
+        if folder is None and self.frames == FRAMES_DIR:
+            raise DatasetError(f"aff-wild2: --frames {FRAMES_DIR} but no {FRAMES_DIR}/ folder under {self.root}")
+        return folder
+
+    def _find_videos(self):
+        """A function name -> (its video or None, the half of the frame it sees or None)."""
         videos: dict[str, Path] = {}
         for path in find_videos(self.root, skip_dirs=SKIP_DIRS):
             if path.stem in videos:
                 raise DatasetError(f"aff-wild2: two videos named {path.stem!r}: {videos[path.stem]} and {path}")
             videos[path.stem] = path
 
-        def video_for(name: str) -> Path | None:
+        def video_for(name: str) -> tuple[Path | None, str | None]:
             if name in videos:
-                return videos[name]
+                return videos[name], None
             for suffix in PERSON_SUFFIXES:
-                if name.endswith(suffix):
-                    return videos.get(name[: -len(suffix)])
-            return None
+                if name.endswith(suffix) and name[: -len(suffix)] in videos:
+                    return videos[name[: -len(suffix)]], suffix[1:]
+            return None, None
 
         return video_for
+
+    def frame_count(self, item: VideoItem) -> int | None:
+        """A crop folder's frames: its annotation's lines, else its video's frames. None for videos."""
+        if not item.source.is_dir():
+            return None
+        if item.annotation is not None:
+            return max(1, len(read_rows(item.annotation)[1]))
+        if item.name not in self._videos:
+            raise DatasetError(f"aff-wild2: {item.source} has no annotation or video to count its frames")
+        from fgvu.extract.video_source import open_video
+
+        return open_video(self._videos[item.name]).info.n_frames
 
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """(valence, arousal) per frame: line k+1 of the annotation is frame k (0-based)."""

@@ -40,6 +40,14 @@ class VideoItem:
     source: Path  # video file or frame folder; items may share a source (_left/_right)
     split: str  # "train" | "val" | "test"
     annotation: Path | None  # None: unlabelled
+    half: str | None = None  # "left" | "right": the item sees only that half of each frame
+
+    @property
+    def input_kind(self) -> str:
+        """What the encoders see of this item: "frame folder", "half frame" or "whole frame"."""
+        if self.source.is_dir():
+            return "frame folder"
+        return "whole frame" if self.half is None else "half frame"
 
 
 @dataclass
@@ -70,6 +78,11 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """Targets for the `n_frames` frames of `item`'s source, reconciled and masked."""
+
+    def frame_count(self, item: VideoItem) -> int | None:
+        """How many frames `item` has when its source cannot say (a frame folder with gaps at its end);
+        None lets the source count them. Runs in the decode thread, once per source."""
+        return None
 
     def unlabelled(self, n_frames: int) -> Targets:
         """All-masked targets for `n_frames` frames of an item without annotation, one column per task target."""
@@ -134,6 +147,16 @@ def reconcile(values: np.ndarray, mask: np.ndarray, n_frames: int, where: Path, 
         values, mask = values[:n_frames], mask[:n_frames]
     values = np.where(mask, values, 0.0).astype(np.float32)
     return Targets(values=values, mask=mask.astype(bool), warnings=warns)
+
+
+def mask_frames(targets: Targets, frames) -> Targets:
+    """`targets` with every target of `frames` masked (and zeroed): frames the source has no image for."""
+    frames = np.asarray(frames, dtype=np.int64)
+    if not frames.size:
+        return targets
+    values, mask = targets.values.copy(), targets.mask.copy()
+    values[frames], mask[frames] = 0.0, False
+    return Targets(values=values, mask=mask, warnings=list(targets.warnings))
 
 
 def describe_lines(kind: str, lines: list[int], where: Path) -> str:

@@ -6,9 +6,13 @@ offline) or a local checkpoint file (safetensors, or a torch file loaded with we
 OpenAI weights were trained with QuickGELU: a tag that says so switches it on; for a local file
 of OpenAI weights, use the `-quickgelu` architecture name (e.g. `ViT-L-14-quickgelu`).
 
-Images are resized, cropped and normalised as open_clip's own eval transform does, but on torch
-tensors for the whole batch at once (on the model's device). Embeddings are L2-normalised by
-default.
+Images are resized and normalised as open_clip's own eval transform does, but on torch
+tensors for the whole batch at once (on the model's device). How a frame is fitted into the
+square input is `resize` (`fgvu extract --image-resize`): "pad" (the default: the whole frame,
+letterboxed), "squash" or "center-crop" (open_clip's eval transform, which keeps only the
+middle 56 % of a 16:9 frame's width). Square images (face crops) come out the same under all
+three. The fingerprint records the mode, so a cache never mixes them. Embeddings are
+L2-normalised by default.
 
 `clip-tiny` is a small architecture (`fgvu-tiny-clip`) registered with open_clip at runtime, with
 random weights from a fixed seed and the real open_clip BPE tokenizer (its vocabulary ships with
@@ -58,6 +62,10 @@ def register_tiny_config() -> None:
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     folder = build_once(f"open_clip-config-{digest}", lambda tmp: (tmp / f"{TINY_MODEL_NAME}.json").write_text(text))
     open_clip.add_model_config(folder / f"{TINY_MODEL_NAME}.json")
+
+
+# --image-resize -> open_clip's resize_mode
+RESIZE_MODES = {"pad": "longest", "squash": "squash", "center-crop": "shortest"}
 
 
 def _resolve_pretrained(model_name: str, pretrained: str) -> tuple[str, dict]:
@@ -177,7 +185,7 @@ class OpenClipEncoder(ImageTextEncoder):
 
     `pretrained`: a tag, a local checkpoint file, or None for random weights from `seed`
     (the tiny variant and the benchmarks). `dtype`: "auto" (fp32 on CPU, bf16 autocast on GPU),
-    "fp32", "bf16" or "fp16".
+    "fp32", "bf16" or "fp16". `resize`: pad | squash | center-crop (see the module docstring).
     """
 
     def __init__(
@@ -191,10 +199,13 @@ class OpenClipEncoder(ImageTextEncoder):
         batch_size: int = 64,
         seed: int = TINY_SEED,
         variant: str | None = None,
+        resize: str = "pad",
     ):
         import open_clip
         import torch
 
+        if resize not in RESIZE_MODES:
+            raise EncoderError(f"CLIP: image resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         register_tiny_config()
         if model_name not in open_clip.list_models():
             raise EncoderError(f"CLIP: unknown open_clip architecture {model_name!r}; known: {open_clip.list_models()}")
@@ -222,6 +233,8 @@ class OpenClipEncoder(ImageTextEncoder):
         self.model = model.to(self.device).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(self.model))
+        self.preprocess_cfg["resize_mode"] = RESIZE_MODES[resize]
+        self.preprocess_cfg.setdefault("fill_color", 0)
         size = self.preprocess_cfg["size"]
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         self.input_size = max(self.image_size)
@@ -231,7 +244,9 @@ class OpenClipEncoder(ImageTextEncoder):
             "mean": [float(v) for v in self.preprocess_cfg["mean"]],
             "std": [float(v) for v in self.preprocess_cfg["std"]],
             "interpolation": self.preprocess_cfg.get("interpolation", "bicubic"),
-            "resize_mode": self.preprocess_cfg.get("resize_mode", "shortest"),
+            "resize_mode": self.preprocess_cfg["resize_mode"],
+            "image_resize": resize,
+            "fill_color": int(self.preprocess_cfg["fill_color"]),
             "quick_gelu": bool(kwargs.get("force_quick_gelu") or "quickgelu" in model_name),
             "l2_normalized": normalize,
             "context_length": int(getattr(self.tokenizer, "context_length", 77)),

@@ -61,15 +61,17 @@ def build_video_encoder(name: str, device: str = "auto", *, dtype: str = "auto",
 
 
 def build_image_text_encoder(
-    name: str, device: str = "auto", *, dtype: str = "auto", normalize: bool = True, batch_size: int = 64
+    name: str, device: str = "auto", *, dtype: str = "auto", normalize: bool = True, batch_size: int = 64,
+    resize: str = "pad",
 ) -> ImageTextEncoder:
-    """A CLIP-style image and text encoder by name (see the module docstring)."""
+    """A CLIP-style image and text encoder by name (see the module docstring); `resize` is how images
+    are fitted into its square input (pad | squash | center-crop)."""
     from_name = name == "clip-tiny" or name.startswith("clip:")
     if not from_name:
         raise _unknown("image/text encoder", name, IMAGE_TEXT_ENCODERS)
     from fgvu.extract.encoders.clip import TINY_MODEL_NAME, OpenClipEncoder
 
-    options = dict(device=device, dtype=dtype, normalize=normalize, batch_size=batch_size)
+    options = dict(device=device, dtype=dtype, normalize=normalize, batch_size=batch_size, resize=resize)
     if name == "clip-tiny":
         return OpenClipEncoder(TINY_MODEL_NAME, None, variant="clip-tiny", **options)
     model_name, _, pretrained = name[len("clip:") :].partition(":")
