@@ -1,4 +1,5 @@
-"""What several commands share: options in the one --help style, the --quiet flag, console logging."""
+"""What several commands share: options in the one --help style, checked numeric options, the --quiet
+flag, console logging."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import typer
 
-from fgvu.options import QUIET_HELP, with_default
+from fgvu.options import QUIET_HELP, Declared, Spec, describe_range, parse, with_default
 
 
 def option(default: Any, *decls: str, help: str, shown: str | None = None, **kwargs: Any) -> Any:
@@ -17,6 +18,24 @@ def option(default: Any, *decls: str, help: str, shown: str | None = None, **kwa
     a default that its value does not say (None, or a default computed later)."""
     return typer.Option(default, *decls, help=with_default(help, shown if shown is not None else default),
                         show_default=False, **kwargs)
+
+
+def checked_option(default: Any, *decls: str, help: str, kind: type = int, shown: str | None = None,
+                   **accepts: Any) -> Any:
+    """An `option` whose value is parsed and checked like a config field's (`fgvu.options`): `accepts`
+    takes Spec's range and choices (ge=1, gt=0, choices=...); a bad value is an OptionError that
+    names the option and what it accepts, and --help says "Must be >=1." as generated options do."""
+    limits = Spec(help, **accepts)
+    rng = describe_range(limits)
+    text = f"{help} Must be {rng}." if rng else help
+
+    def convert(param: typer.CallbackParam, value: Any) -> Any:
+        if not isinstance(value, str):  # None, or the default
+            return value
+        field = Declared(param.name, Spec(help, flag=param.opts[0], **accepts), kind, default)
+        return parse(field, value)
+
+    return option(default, *decls, help=text, shown=shown, callback=convert, parser=str)
 
 
 def quiet_option() -> Any:
