@@ -11,9 +11,12 @@ Layout (folders may sit one or two levels deeper, e.g. under `annotations/`)::
       cropped_aligned/<name>/00001.jpg ...   optional, used with frames="cropped_aligned"
 
 `<video>_left.txt` and `<video>_right.txt` annotate two people in `<video>`: two items that
-share one source, so the video is decoded once for both. Videos that no annotation or test
-list names are not items. Annotations whose video (or frame folder) is absent are skipped
-with one warning listing them (`skipped` keeps them).
+share one source, so the video is decoded once for both. Videos (or frame folders) that no
+annotation or test list names are not items: one warning lists them (`unannotated` keeps them).
+Annotations whose video (or frame folder) is absent are skipped with one warning listing them
+(`skipped` keeps them). Both lists are in the extraction summary (`notices`). An annotation
+file's header names its columns: `arousal,valence` is read as such. A test-list name that is
+not a plain file name (`../x`, `a/b`) is skipped as well: names never reach into other folders.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .base import (
     Targets,
     VideoItem,
     find_videos,
+    listed,
     parse_va_rows,
     read_rows,
     read_text_lines,
@@ -94,6 +98,7 @@ class AffWild2Adapter(DatasetAdapter):
         self.frames = frames
         self.test_list = Path(test_list) if test_list else None
         self.skipped: list[tuple[str, str]] = []  # (name, reason) of annotations without a source
+        self._source_names: dict[str, Path] = {}  # every video (or frame folder) found, by name
 
     def items(self) -> list[VideoItem]:
         self.check_root()
@@ -104,16 +109,23 @@ class AffWild2Adapter(DatasetAdapter):
         sources = self._sources()
         items, self.skipped = [], []
         for name, (split, annotation) in sorted(named.items()):
-            source = sources(name)
+            source = sources(name) if _plain(name) else None
             if source is None:
-                self.skipped.append((name, "no video" if self.frames == "video" else f"no {FRAMES_DIR}/{name}/"))
+                why = ("not a plain video name" if not _plain(name) else
+                       "no video" if self.frames == "video" else f"no {FRAMES_DIR}/{name}/")
+                self.skipped.append((name, why))
                 continue
             items.append(VideoItem(name=name, source=source, split=split, annotation=annotation))
-        if self.skipped:
-            shown = ", ".join(f"{n} ({why})" for n, why in self.skipped[:5])
-            warnings.warn(f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
-                          f"{shown}{', ...' if len(self.skipped) > 5 else ''}", stacklevel=2)
+        used = {item.source for item in items}
+        self.unannotated = sorted(n for n, path in self._source_names.items() if path not in used)
+        for notice in self.notices():
+            warnings.warn(notice, stacklevel=2)
         return items
+
+    def notices(self) -> list[str]:
+        skipped = [f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
+                   + listed([f"{n} ({why})" for n, why in self.skipped])] if self.skipped else []
+        return skipped + super().notices()
 
     def _annotated_names(self) -> dict[str, tuple[str, Path | None]]:
         """name -> (split, annotation file or None for test names)."""
@@ -149,7 +161,7 @@ class AffWild2Adapter(DatasetAdapter):
         """Names listed one per line (a video suffix is dropped); a file with a valence,arousal
         header is an annotation file and names only itself."""
         lines = [line.split(",")[0].strip() for line in read_text_lines(path) if line.strip()]
-        if lines and lines[0].lower().startswith("valence"):
+        if lines and lines[0].lower() in ("valence", "arousal"):
             return [path.stem]
         return [Path(n).stem if n.lower().endswith(VIDEO_SUFFIXES) else n for n in lines]
 
@@ -159,12 +171,14 @@ class AffWild2Adapter(DatasetAdapter):
             frames_dir = find_dir(self.root, FRAMES_DIR)
             if frames_dir is None:
                 raise DatasetError(f"aff-wild2: --frames {FRAMES_DIR} but no {FRAMES_DIR}/ folder under {self.root}")
-            return lambda name: frames_dir / name if (frames_dir / name).is_dir() else None
+            self._source_names = {p.name: p for p in frames_dir.iterdir() if p.is_dir()}
+            return self._source_names.get
         videos: dict[str, Path] = {}
         for path in find_videos(self.root, skip_dirs=SKIP_DIRS):
             if path.stem in videos:
                 raise DatasetError(f"aff-wild2: two videos named {path.stem!r}: {videos[path.stem]} and {path}")
             videos[path.stem] = path
+        self._source_names = videos
 
         def video_for(name: str) -> Path | None:
             if name in videos:
@@ -184,7 +198,16 @@ class AffWild2Adapter(DatasetAdapter):
         warns: list[str] = []
         if header is None:
             warns.append(f"{item.annotation}: no 'valence,arousal' header; the first line is read as frame 1")
-        elif header[:2] != ["valence", "arousal"]:
+        elif "valence" in header and "arousal" in header:
+            if header != ["valence", "arousal"]:  # the header says where each column is
+                columns = [header.index("valence"), header.index("arousal")]
+                rows = [[row[c] for c in columns] if len(row) == len(header) else [] for row in rows]
+        else:
             warns.append(f"{item.annotation}: header {','.join(header)!r} read as valence,arousal")
         values, mask = parse_va_rows(rows, first_line, item.annotation, warns)
         return reconcile(values, mask, n_frames, item.annotation, warns)
+
+
+def _plain(name: str) -> bool:
+    """A name that is one plain file name: no separators, not '.' or '..' (test lists are text)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")

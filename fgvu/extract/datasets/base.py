@@ -6,10 +6,13 @@ one column per target of its task (`fgvu.tasks`). Its `default_prompt` is what t
 is asked about each frame unless `--caption-prompt` says otherwise.
 Annotations that are too short are padded with invalid rows, too long ones truncated, and
 bad values masked, each with a warning in `Targets.warnings`; they never crash a run.
+What listing the items left out (videos without annotations, annotations without videos) is
+warned about once and kept in `notices()`, which the extraction summary prints.
 """
 
 from __future__ import annotations
 
+import csv
 import inspect
 import math
 import os
@@ -26,6 +29,8 @@ SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 # How many offending line numbers a warning lists before "...".
 MAX_LISTED = 8
+# How many names a notice lists before "... and N more".
+MAX_NAMES = 10
 
 
 class DatasetError(FgvuError):
@@ -62,6 +67,7 @@ class DatasetAdapter(ABC):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.unannotated: list[str] = []  # videos found without an annotation, set by items()
 
     @abstractmethod
     def items(self) -> list[VideoItem]:
@@ -70,6 +76,13 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def load_targets(self, item: VideoItem, n_frames: int) -> Targets:
         """Targets for the `n_frames` frames of `item`'s source, reconciled and masked."""
+
+    def notices(self) -> list[str]:
+        """What the last items() left out and why, one line each ("3 videos have no annotations: ...")."""
+        if not self.unannotated:
+            return []
+        return [f"{self.name}: {len(self.unannotated)} videos have no annotations and are not extracted: "
+                + listed(self.unannotated)]
 
     def unlabelled(self, n_frames: int) -> Targets:
         """All-masked targets for `n_frames` frames of an item without annotation, one column per task target."""
@@ -121,6 +134,12 @@ def find_videos(root: Path, skip_dirs: tuple[str, ...] = ()) -> list[Path]:
     return sorted(found)
 
 
+def listed(names: list[str]) -> str:
+    """'a, b, c' or 'a, b, ... and 7 more': names for a one-line notice."""
+    shown = ", ".join(names[:MAX_NAMES])
+    return shown + (f", ... and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+
+
 def reconcile(values: np.ndarray, mask: np.ndarray, n_frames: int, where: Path, warns: list[str]) -> Targets:
     """Truncate or pad (as invalid) per-frame targets to `n_frames` rows, warning with both counts."""
     n = len(values)
@@ -160,16 +179,25 @@ def read_text_lines(path: Path | None) -> list[str]:
         raise DatasetError(f"annotation file unreadable: {path} ({e})") from None
 
 
+def split_cells(line: str) -> list[str]:
+    """The stripped cells of one CSV line; a quoted cell ("clip, take 2") keeps its commas and quotes' meaning."""
+    if '"' not in line:  # the common case, and much faster than a csv reader per line
+        return [cell.strip() for cell in line.split(",")]
+    # one line at a time, so a stray quote cannot swallow the lines after it
+    return [cell.strip() for cell in next(csv.reader([line], skipinitialspace=True), [""])]
+
+
 def read_rows(path: Path | None) -> tuple[list[str] | None, list[list[str]], int]:
     """(header or None, data rows, file line number of the first data row) of a CSV/TXT file.
 
-    The first row is a header when any of its cells is not a number. Trailing blank lines are
-    dropped; inner ones stay rows (one frame each). A missing file raises DatasetError naming it.
+    Cells follow CSV quoting (`split_cells`). The first row is a header when any of its cells is
+    not a number. Trailing blank lines are dropped; inner ones stay rows (one frame each). A
+    missing file raises DatasetError naming it.
     """
     lines = read_text_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
-    rows = [[cell.strip() for cell in line.split(",")] for line in lines]
+    rows = [split_cells(line) for line in lines]
     if rows and any(parse_float(cell) is None for cell in rows[0]):
         return [c.lower() for c in rows[0]], rows[1:], 2
     return None, rows, 1
