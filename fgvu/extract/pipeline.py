@@ -4,7 +4,10 @@ For each part of the dataset (one writer each), every video source is probed, pl
 (`SamplingPlan.layout`), decoded once in a background thread, and encoded on its grids
 (`encoding.SourceEncoder`). Each item of the source (Aff-Wild2 `_left`/`_right` share one) is
 then appended with its own targets and committed. Re-running skips committed videos; a video
-that cannot be read is recorded in the part's failure list and the run goes on.
+that cannot be read is recorded in the part's failure list and the run goes on. Each failure is
+logged once and listed once in the summary, which also says what the dataset left out, which
+videos were turned upright and which have a variable frame rate. An OS error (a full disk) ends
+the run with one line naming the file; the next run resumes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fgvu.errors import FgvuError
+from fgvu.errors import FgvuError, storage_error
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
 from fgvu.extract.parts import SourceGroup, split_parts
@@ -43,6 +46,11 @@ class ExtractSummary:
     failed: int = 0
     skipped: int = 0  # already committed before this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+    known_failed: int = 0  # of `failed`: videos whose failure an earlier run recorded already
+    known_failures: set[str] = field(default_factory=set)
+    notices: list[str] = field(default_factory=list)  # what the dataset left out (adapter notices)
+    turned: list[str] = field(default_factory=list)  # "file (rotated -90 degrees)": display matrices applied
+    variable_rate: list[str] = field(default_factory=list)  # "file (variable frame rate: ...)"
     windows: int = 0
     frames: int = 0  # frames decoded
     warnings: int = 0  # annotation warnings
@@ -59,28 +67,40 @@ class ExtractSummary:
 
     @property
     def all_failed(self) -> bool:
-        """True when this run tried videos and none succeeded."""
-        return self.failed > 0 and self.succeeded == 0
+        """True when this run tried videos and none succeeded, and not every failure was known from an
+        earlier run (a complete cache whose only leftovers are known-broken files is not a failed run)."""
+        return self.failed > self.known_failed and self.succeeded == 0
 
     def merge(self, other: "ExtractSummary") -> None:
         """Add another part's summary into this one."""
         self.parts += other.parts
-        for name in ("succeeded", "failed", "skipped", "windows", "frames", "warnings", "seconds"):
+        for name in ("succeeded", "failed", "known_failed", "skipped", "windows", "frames", "warnings", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
+        self.known_failures |= other.known_failures
+        self.notices += [n for n in other.notices if n not in self.notices]  # every part lists the same
+        self.turned += other.turned
+        self.variable_rate += other.variable_rate
         self.counts.add(other.counts)
 
     def lines(self) -> list[str]:
         """The end-of-run report, one line each."""
         parts = ", ".join(str(p) for p in self.parts)
+        known = f" ({self.known_failed} known from earlier runs)" if self.known_failed else ""
         out = [
-            f"cache {self.out} (part {parts}): {self.succeeded} videos extracted, {self.failed} failed, "
+            f"cache {self.out} (part {parts}): {self.succeeded} videos extracted, {self.failed} failed{known}, "
             f"{self.skipped} skipped (already committed)",
             f"{self.windows} windows, {self.frames} frames decoded in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} frames/s, {self.windows_per_s:.2f} windows/s); "
             f"{self.warnings} annotation warnings",
         ]
-        out += [f"  failed: {video}: {reason}" for video, reason in self.failures]
+        out += [f"  failed: {video}: {reason}" + (" (failed before too)" if video in self.known_failures else "")
+                for video, reason in self.failures]
+        out += self.notices
+        for what, files in (("turned upright from their display matrix", self.turned),
+                            ("with a variable frame rate", self.variable_rate)):
+            if files:
+                out.append(f"{len(files)} videos {what}: {'; '.join(files)}")
         return out
 
 
@@ -235,13 +255,14 @@ class PartRun:
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
 
-        from fgvu.cache import PartWriter, committed_videos
+        from fgvu.cache import PartWriter, committed_videos, iter_committed_parts
 
         cfg, out = self.cfg, self.cfg.out_path
-        summary = ExtractSummary(out=out, parts=[self.part])
+        summary = ExtractSummary(out=out, parts=[self.part], notices=self.adapter.notices())
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
         with PartWriter(out, self.spec, self.part) as writer:
+            known = {f["video"] for part in iter_committed_parts(out) for f in part.failures}
             done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
             pending = [g for g in pending if g.items]
@@ -250,11 +271,18 @@ class PartRun:
             bar = tqdm(total=n_items - summary.skipped, unit="video", desc=f"extract part {self.part}",
                        disable=not cfg.progress, dynamic_ncols=True)
 
+            failed: set[str] = set()
+
             def fail(names: list[str], error: BaseException) -> None:
                 reason = str(error) if isinstance(error, FgvuError) else f"{type(error).__name__}: {error}"
+                names = [n for n in names if n not in failed]  # once, even if decoding fails after encoding did
                 for name in names:
+                    failed.add(name)
                     writer.record_failure(name, reason)
                     summary.failures.append((name, reason))
+                    if name in known:
+                        summary.known_failed += 1
+                        summary.known_failures.add(name)
                     log.warning("video %s failed: %s", name, reason)
                 summary.failed += len(names)
                 bar.update(len(names))
@@ -273,6 +301,7 @@ class PartRun:
                                 encoder = None
                     elif isinstance(event, Start):
                         current, encoder = (event.job, event.header), None
+                        _note_timing(event.header.info, summary)
                         bad = {n: t for n, t in event.header.targets.items() if isinstance(t, Exception)}
                         for name, error in bad.items():
                             fail([name], error)
@@ -331,6 +360,14 @@ class PartRun:
             bar.update(1)
 
 
+def _note_timing(info: VideoInfo, summary: ExtractSummary) -> None:
+    """Record a display matrix applied or a variable frame rate for the summary."""
+    if not info.orientation.upright:
+        summary.turned.append(f"{info.path.name} ({info.orientation.describe()})")
+    if info.variable_rate is not None:
+        summary.variable_rate.append(f"{info.path.name} ({info.variable_rate.describe()})")
+
+
 # ---- entry point -------------------------------------------------------------------------
 
 
@@ -343,6 +380,14 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     """
     if cfg.engine == "ray":
         return run_with_ray(cfg)
+    try:
+        return _run_local(cfg, encoders, adapter)
+    except OSError as e:  # a full disk, a read-only or forbidden --out: one line, and the next run resumes
+        raise storage_error(e, cfg.out_path, "run the same command again: it resumes at the first video "
+                                             "not yet committed") from None
+
+
+def _run_local(cfg: ExtractConfig, encoders: EncoderSet | None, adapter) -> ExtractSummary:
     if adapter is None:
         adapter, items = build_dataset(cfg)
     else:
