@@ -350,6 +350,26 @@ def test_folder_labels_csv_follows_csv_quoting(tmp_path):
     assert adapter.unannotated == [] and adapter.orphans == [] and adapter.notices() == []
 
 
+def test_folder_links_are_followed_once_and_loops_named(tmp_path):
+    root = tmp_path / "f"
+    touch(root / "a/clip.mp4")
+    touch(tmp_path / "elsewhere/far.mp4")
+    (root / "far").symlink_to(tmp_path / "elsewhere")  # a dataset folder linked in from another disk
+    (root / "a/up").symlink_to("..")  # a loop
+    (root / "again").symlink_to("a")  # a second way into a/
+    (root / "looped.mp4").symlink_to("looped.mp4")  # a file link loop: found, and fails with its reason
+    touch(root / "labels.csv", "video,label\na/clip,1\nfar/far,0\nlooped,1\n")
+    adapter = build_adapter("folder", root)
+    with pytest.warns(UserWarning) as caught:
+        items = adapter.items()
+    assert sorted(it.name for it in items) == ["a/clip", "far/far", "looped"]
+    assert adapter.notices() == [f"{root / 'again'}: links to {root / 'a'}, which is searched already; not "
+                                 "entered twice", f"{root / 'a/up'}: a symbolic link loop back to {root}; not entered again"]
+    assert [str(w.message) for w in caught] == adapter.notices()
+    with pytest.raises(Exception, match=r"looped.mp4: a symbolic link loop \(.*looped.mp4 -> looped.mp4\)"):
+        open_video(by_name(items)["looped"].source)
+
+
 @pytest.mark.parametrize("header,rows,task", [
     ("frame,valence,arousal", ["0,0.1,0.2", "1,0.3,0.4"], "va"),
     ("label", ["1", "0"], "violence"),

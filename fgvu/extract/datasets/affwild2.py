@@ -174,7 +174,7 @@ class AffWild2Adapter(DatasetAdapter):
             self._source_names = {p.name: p for p in frames_dir.iterdir() if p.is_dir()}
             return self._source_names.get
         videos: dict[str, Path] = {}
-        for path in find_videos(self.root, skip_dirs=SKIP_DIRS):
+        for path in find_videos(self.root, skip_dirs=SKIP_DIRS, notes=self.link_loops):
             if path.stem in videos:
                 raise DatasetError(f"aff-wild2: two videos named {path.stem!r}: {videos[path.stem]} and {path}")
             videos[path.stem] = path

@@ -68,6 +68,7 @@ class DatasetAdapter(ABC):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.unannotated: list[str] = []  # videos found without an annotation, set by items()
+        self.link_loops: list[str] = []  # folders find_videos did not enter twice (`find_videos` notes)
 
     @abstractmethod
     def items(self) -> list[VideoItem]:
@@ -79,10 +80,11 @@ class DatasetAdapter(ABC):
 
     def notices(self) -> list[str]:
         """What the last items() left out and why, one line each ("3 videos have no annotations: ...")."""
-        if not self.unannotated:
-            return []
-        return [f"{self.name}: {len(self.unannotated)} videos have no annotations and are not extracted: "
-                + listed(self.unannotated)]
+        lines = list(self.link_loops)
+        if self.unannotated:
+            lines.append(f"{self.name}: {len(self.unannotated)} videos have no annotations and are not extracted: "
+                         + listed(self.unannotated))
+        return lines
 
     def unlabelled(self, n_frames: int) -> Targets:
         """All-masked targets for `n_frames` frames of an item without annotation, one column per task target."""
@@ -125,11 +127,33 @@ def build_adapter(name: str, root: str | os.PathLike, **options) -> DatasetAdapt
 # ---- helpers shared by the adapters -------------------------------------------------------
 
 
-def find_videos(root: Path, skip_dirs: tuple[str, ...] = ()) -> list[Path]:
-    """Video files anywhere under `root`, sorted; folders named in `skip_dirs` are not entered."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in skip_dirs and not d.startswith("."))
+def find_videos(root: Path, skip_dirs: tuple[str, ...] = (), notes: list[str] | None = None) -> list[Path]:
+    """Video files anywhere under `root`, sorted; folders named in `skip_dirs` are not entered.
+
+    Symbolic links to folders are followed, each real folder once: a link to a folder already
+    searched (a loop back up, or a second way into the same folder) is not entered again and is
+    noted in `notes`.
+    """
+    found, seen = [], {}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = os.path.realpath(folder)
+        seen.setdefault(here, folder)
+        kept = []
+        names = [d for d in dirs if d not in skip_dirs and not d.startswith(".")]
+        # real folders before links, so that a link (not the folder) is what is left out
+        for d in sorted(names, key=lambda d: (os.path.islink(os.path.join(folder, d)), d)):
+            path = os.path.join(folder, d)
+            real = os.path.realpath(path)
+            if real in seen:
+                loop = here == real or here.startswith(real + os.sep)
+                note = (f"{path}: a symbolic link loop back to {seen[real]}; not entered again" if loop else
+                        f"{path}: links to {seen[real]}, which is searched already; not entered twice")
+                if notes is not None and note not in notes:
+                    notes.append(note)
+                continue
+            seen[real] = path
+            kept.append(d)
+        dirs[:] = kept
         found.extend(Path(folder) / f for f in files if f.lower().endswith(VIDEO_SUFFIXES) and not f.startswith("."))
     return sorted(found)
 

@@ -92,7 +92,7 @@ class FolderAdapter(DatasetAdapter):
         """name (path relative to the root, without suffix) -> video file."""
         self.check_root()
         videos = {}
-        for path in find_videos(self.root, skip_dirs=("annotations",)):
+        for path in find_videos(self.root, skip_dirs=("annotations",), notes=self.link_loops):
             name = path.relative_to(self.root).with_suffix("").as_posix()
             if name in videos:
                 raise DatasetError(f"folder: two videos named {name!r}: {videos[name]} and {path}")
@@ -166,8 +166,10 @@ class FolderAdapter(DatasetAdapter):
         return base if base in per_video else None
 
     def notices(self) -> list[str]:
-        lines = [f"folder: {len(self.unannotated)} videos have no labels and are skipped: "
-                 + listed(self.unannotated)] if self.unannotated else []
+        lines = list(self.link_loops)
+        if self.unannotated:
+            lines.append(f"folder: {len(self.unannotated)} videos have no labels and are skipped: "
+                         + listed(self.unannotated))
         if self.orphans:
             lines.append(f"folder: {len(self.orphans)} rows of the labels CSV name no video: " + listed(self.orphans))
         return lines
