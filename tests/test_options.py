@@ -318,9 +318,10 @@ def test_every_numeric_option_declares_a_range_and_refuses_values_outside_it(tmp
     found = list(_numeric_options())
     assert {(p, n) for p, n, _ in found} >= {(("fit",), "lr"), (("ablations",), "seeds"), (("demo",), "epochs"),
                                              (("synth", "videos"), "frames")}
+    helps = {path: help_text(*path) for path in {path for path, _, _ in found}}
     for path, name, kind in found:
         flag = "--" + name.replace("_", "-")
-        assert "Must be" in " ".join(help_text(*path).split(flag, 1)[1].split()[:60]), (path, flag)
+        assert "Must be" in " ".join(helps[path].split(flag, 1)[1].split()[:60]), (path, flag)
         bad = ["-1000000000"] if kind is int else ["-1e9", "nan"]
         for value in bad:
             result = invoke(*path, *REQUIRED.get(path, []), flag, value)

@@ -46,8 +46,7 @@ class ExtractSummary:
     failed: int = 0
     skipped: int = 0  # already committed before this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
-    known_failed: int = 0  # of `failed`: videos whose failure an earlier run recorded already
-    known_failures: set[str] = field(default_factory=set)
+    known_failures: set[str] = field(default_factory=set)  # of the failed: those an earlier run recorded too
     notices: list[str] = field(default_factory=list)  # what the dataset left out (adapter notices)
     turned: list[str] = field(default_factory=list)  # "file (rotated -90 degrees)": display matrices applied
     variable_rate: list[str] = field(default_factory=list)  # "file (variable frame rate: ...)"
@@ -66,6 +65,11 @@ class ExtractSummary:
         return self.windows / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def known_failed(self) -> int:
+        """How many of the failures are known-broken videos, recorded as failed by an earlier run."""
+        return len(self.known_failures)
+
+    @property
     def all_failed(self) -> bool:
         """True when this run tried videos and none succeeded, and not every failure was known from an
         earlier run (a complete cache whose only leftovers are known-broken files is not a failed run)."""
@@ -74,7 +78,7 @@ class ExtractSummary:
     def merge(self, other: "ExtractSummary") -> None:
         """Add another part's summary into this one."""
         self.parts += other.parts
-        for name in ("succeeded", "failed", "known_failed", "skipped", "windows", "frames", "warnings", "seconds"):
+        for name in ("succeeded", "failed", "skipped", "windows", "frames", "warnings", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
         self.known_failures |= other.known_failures
@@ -281,7 +285,6 @@ class PartRun:
                     writer.record_failure(name, reason)
                     summary.failures.append((name, reason))
                     if name in known:
-                        summary.known_failed += 1
                         summary.known_failures.add(name)
                     log.warning("video %s failed: %s", name, reason)
                 summary.failed += len(names)
@@ -301,7 +304,7 @@ class PartRun:
                                 encoder = None
                     elif isinstance(event, Start):
                         current, encoder = (event.job, event.header), None
-                        _note_timing(event.header.info, summary)
+                        _note_source(event.header.info, summary)
                         bad = {n: t for n, t in event.header.targets.items() if isinstance(t, Exception)}
                         for name, error in bad.items():
                             fail([name], error)
@@ -360,7 +363,7 @@ class PartRun:
             bar.update(1)
 
 
-def _note_timing(info: VideoInfo, summary: ExtractSummary) -> None:
+def _note_source(info: VideoInfo, summary: ExtractSummary) -> None:
     """Record a display matrix applied or a variable frame rate for the summary."""
     if not info.orientation.upright:
         summary.turned.append(f"{info.path.name} ({info.orientation.describe()})")

@@ -17,7 +17,7 @@ import numpy as np
 
 from fgvu.cache import CacheView, open_cache
 from fgvu.fusion.data import FeatureData, length_options
-from fgvu.fusion.run_folder import FrameTable, check_finished, eval_file
+from fgvu.fusion.run_folder import FrameTable, check_finished, eval_file, read_config
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
@@ -116,8 +116,9 @@ def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> 
 def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool):
     from fgvu.fusion.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(run)
+    read_config(run)  # a folder that is no run at all says so first
     check_finished(run, allow_unfinished)
+    ckpt = load_checkpoint(run)
     cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
     cfg = ckpt.cfg
     view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
