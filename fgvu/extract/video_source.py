@@ -150,6 +150,8 @@ class PyAVSource(FrameSource):
             n_frames = n_packets = 0
             times: list[int] = []
             first_frame = None
+            # one frame is decoded here; frame threads would decode several before giving the first
+            stream.codec_context.thread_count = 1
             try:
                 for packet in container.demux(stream):
                     if not packet.size and packet.dts is None and packet.pts is None:
