@@ -7,18 +7,26 @@ import os
 from pathlib import Path
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file that is fsynced, then renamed over it."""
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file that is fsynced, then renamed over it.
+
+    The file gets the mode any new file gets (0666 less the umask), like files written with open().
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically and durably."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -9,7 +9,7 @@ import sys
 import typer
 
 import fgvu
-from fgvu.errors import FgvuError
+from fgvu.errors import STORAGE_ERRNOS, FgvuError, storage_error
 
 app = typer.Typer(
     help="fgvu: fine-grained video understanding with frozen multimodal encoders and light fusion heads.\n\n"
@@ -58,11 +58,18 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: user errors print one clear line and exit 2, without a traceback."""
+    """Entry point: user errors, and storage errors such as a full disk, print one clear line and
+    exit 2, without a traceback."""
     try:
         app()
     except FgvuError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise  # anything else is a bug, which its traceback helps to find
+        error = storage_error(e, ".", "run the command again")
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

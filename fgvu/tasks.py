@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.safe_names import file_in
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -144,8 +145,9 @@ class ValenceArousal(Task):
 
     def write_submission(self, out, video, values):
         """ABAW format: OUT/<video>.txt, `image_location,valence,arousal`, rows `<video>/00001.jpg,v,a`
-        (1-based, as the cropped_aligned frames are named)."""
-        path = Path(out) / f"{video}{self.submission_suffix}"
+        (1-based, as the cropped_aligned frames are named). The file name is `fgvu.safe_names`'s;
+        the rows keep the real name."""
+        path = file_in(out, video, self.submission_suffix)
         lines = ["image_location,valence,arousal"]
         lines += [f"{video}/{f + 1:05d}.jpg,{p[0]:.6f},{p[1]:.6f}" for f, p in enumerate(values)]
         path.write_text("\n".join(lines) + "\n")
@@ -223,8 +225,9 @@ class Violence(Task):
         return np.stack([prob, (prob >= self.threshold).astype(values.dtype)], axis=1)
 
     def write_submission(self, out, video, values):
-        """DVD format: OUT/<video>.csv, `Frame_Number,Predicted_Label`, one row per frame (0-based)."""
-        path = Path(out) / f"{video}{self.submission_suffix}"
+        """DVD format: OUT/<video>.csv (named by `fgvu.safe_names`), `Frame_Number,Predicted_Label`, one row
+        per frame (0-based)."""
+        path = file_in(out, video, self.submission_suffix)
         lines = ["Frame_Number,Predicted_Label"]
         lines += [f"{f},{int(p[0] >= self.threshold)}" for f, p in enumerate(values)]
         path.write_text("\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fgvu.ablations.failures import failure_analysis, va_quadrants, violence_per_video
-from fgvu.fusion.run_folder import RunFolderError, load_val_frames
+from fgvu.fusion.run_folder import RunFolderError, load_val_frames, lock_holder
 from fgvu.ablations.grid import Ablation, Grid, GridError, default_grid, load_grid, unavailable_reason
 from fgvu.ablations.report import report_run
 from fgvu.ablations.runner import plan_grid, run_ablations
@@ -364,3 +364,61 @@ def test_resume_notices_a_cache_rewritten_at_the_same_path(tmp_path):
     shutil.rmtree(cache)
     write_feature_cache(cache, "va", videos=5, frames=120, dims=8)  # re-extracted: other videos
     assert _finished(run, cfg, cache, cache_fingerprint(cache)) is None
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (zombies, already dead, are not counted)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_killing_the_parent_with_kill_9_ends_its_workers(small_cache, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = tmp_path / "slow.toml"  # runs long enough to be killed in the middle
+    grid.write_text('reference = "full"\n[base]\nepochs = 1000\npatience = 1000\n'
+                    '[base.model]\nd_model = 16\nheads = 2\nmlp_hidden = 16\n'
+                    '[configs.full]\ngroup = "reference"\n')
+    out = tmp_path / "abl"
+    parent = subprocess.Popen([sys.executable, "-m", "fgvu.cli", "ablations", str(small_cache), "--grid", str(grid),
+                               "--seeds", "2", "--jobs", "2", "--out", str(out), "--quiet"],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # both workers are in their fit once each holds its run folder's lock
+        while not all(lock_holder(out / "runs" / f"full-s{s}") not in (None, "?") for s in (0, 1)):
+            assert parent.poll() is None, parent.stderr.read()
+            assert time.monotonic() < deadline, "the workers never started training"
+            time.sleep(0.1)
+        workers = _children(parent.pid)
+        holders = {int(lock_holder(out / "runs" / f"full-s{s}")) for s in (0, 1)}
+        assert holders <= set(workers) and len(holders) == 2  # two workers (and multiprocessing's resource tracker)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    assert all(lock_holder(out / "runs" / f"full-s{s}") is None for s in (0, 1))  # nobody writes there

@@ -77,8 +77,9 @@ def test_affwild2_flat_layout_with_pairs_and_test_list(tmp_path):
     va_file(ann / "Train_Set/ghost.txt", [(0, 0)])  # no video: skipped with a warning
     touch(ann / "Test_Set/names.txt", "c\n")
     adapter = build_adapter("aff-wild2", root)
-    with pytest.warns(UserWarning, match="1 annotated names have no source.*ghost"):
-        items = adapter.items()
+    with pytest.warns(UserWarning, match="1 videos have no annotations and are not extracted: unlisted"):
+        with pytest.warns(UserWarning, match="1 annotated names have no source.*ghost"):
+            items = adapter.items()
     assert [it.name for it in items] == ["a", "b", "c", "pair_left", "pair_right"]
     named = by_name(items)
     assert {n: it.split for n, it in named.items()} == {"a": "train", "b": "val", "c": "test",
@@ -198,6 +199,51 @@ def test_affwild2_missing_annotation_names_the_file(tmp_path):
         adapter.load_targets(item, 1)
 
 
+def test_affwild2_header_names_the_columns(tmp_path):
+    root = tmp_path / "aw"
+    touch(root / "batch1/a.mp4")
+    touch(root / "batch1/b.mp4")
+    ann = root / "VA_Estimation_Challenge/Train_Set"
+    va_file(ann / "a.txt", [(0.5, -0.25), (0.1, 0.2)], header="arousal,valence")  # swapped columns
+    va_file(ann / "b.txt", ["0,0.5,-0.25", "1,0.1"], header="Frame,Valence,Arousal")  # line 3 is malformed
+    adapter = build_adapter("aff-wild2", root)
+    named = by_name(adapter.items())
+    a = adapter.load_targets(named["a"], 2)
+    np.testing.assert_allclose(a.values, [[-0.25, 0.5], [0.2, 0.1]])  # (valence, arousal)
+    assert a.warnings == [] and a.mask.all()
+    b = adapter.load_targets(named["b"], 2)
+    np.testing.assert_allclose(b.values, [[0.5, -0.25], [0, 0]])
+    assert b.mask.tolist() == [[True, True], [False, False]]
+    assert any("1 line with non-numeric, blank or malformed values masked (line 3)" in w for w in b.warnings)
+
+
+def test_affwild2_reports_videos_and_frame_folders_without_annotations(tmp_path):
+    root = tmp_path / "aw"
+    for video in ("a", "b", "expr_only_1", "expr_only_2", "pair"):
+        touch(root / f"batch1/{video}.mp4")
+    ann = root / "VA_Estimation_Challenge"
+    for name in ("a", "pair_left"):
+        va_file(ann / f"Train_Set/{name}.txt", [(0, 0)])
+    touch(ann / "Test_Set/names.txt", "b\n../../etc\nsub/x\n")  # names that would reach other folders
+    adapter = build_adapter("aff-wild2", root)
+    with pytest.warns(UserWarning) as caught:
+        items = adapter.items()
+    assert [it.name for it in items] == ["a", "b", "pair_left"]
+    assert adapter.unannotated == ["expr_only_1", "expr_only_2"]
+    assert adapter.skipped == [("../../etc", "not a plain video name"), ("sub/x", "not a plain video name")]
+    assert adapter.notices() == [
+        "aff-wild2: 2 annotated names have no source and are skipped: ../../etc (not a plain video name), "
+        "sub/x (not a plain video name)",
+        "aff-wild2: 2 videos have no annotations and are not extracted: expr_only_1, expr_only_2"]
+    assert sorted(str(w.message) for w in caught) == sorted(adapter.notices())  # each once
+    for name in ("a", "pair_left", "stray"):
+        frame_folder(root / "cropped_aligned" / name, 2)
+    cropped = build_adapter("aff-wild2", root, frames="cropped_aligned")
+    with pytest.warns(UserWarning):
+        cropped.items()
+    assert cropped.unannotated == ["stray"]
+
+
 def test_affwild2_refuses_ambiguous_trees(tmp_path):
     root = tmp_path / "aw"
     touch(root / "batch1/v.mp4")
@@ -313,6 +359,41 @@ def test_folder_per_video_valence_arousal(tmp_path):
     np.testing.assert_allclose(adapter.load_targets(named["a"], 3).values, [[0.5, -0.25]] * 3)
     tb = adapter.load_targets(named["b"], 2)
     np.testing.assert_array_equal(tb.mask, [[1, 0], [1, 0]])  # arousal 2.0 is out of range
+
+
+def test_folder_labels_csv_follows_csv_quoting(tmp_path):
+    root = tmp_path / "f"
+    for name in ("clip, take 1.mp4", 'say "hi".mp4', "plain.mp4"):
+        touch(root / name)
+    touch(root / "labels.csv", 'video,label\n"clip, take 1.mp4",1\n"say ""hi""", 0\nplain,0\n"unterminated,1\n')
+    adapter = build_adapter("folder", root)
+    with pytest.warns(UserWarning, match=r"labels.csv: 1 rows with bad labels .* \(line 5\)"):  # a stray quote
+        items = adapter.items()
+    named = by_name(items)
+    assert sorted(named) == ["clip, take 1", "plain", 'say "hi"']
+    assert adapter.load_targets(named["clip, take 1"], 2).values.tolist() == [[1.0], [1.0]]
+    assert adapter.load_targets(named['say "hi"'], 2).values.tolist() == [[0.0], [0.0]]
+    assert adapter.unannotated == [] and adapter.orphans == [] and adapter.notices() == []
+
+
+def test_folder_links_are_followed_once_and_loops_named(tmp_path):
+    root = tmp_path / "f"
+    touch(root / "a/clip.mp4")
+    touch(tmp_path / "elsewhere/far.mp4")
+    (root / "far").symlink_to(tmp_path / "elsewhere")  # a dataset folder linked in from another disk
+    (root / "a/up").symlink_to("..")  # a loop
+    (root / "again").symlink_to("a")  # a second way into a/
+    (root / "looped.mp4").symlink_to("looped.mp4")  # a file link loop: found, and fails with its reason
+    touch(root / "labels.csv", "video,label\na/clip,1\nfar/far,0\nlooped,1\n")
+    adapter = build_adapter("folder", root)
+    with pytest.warns(UserWarning) as caught:
+        items = adapter.items()
+    assert sorted(it.name for it in items) == ["a/clip", "far/far", "looped"]
+    assert adapter.notices() == [f"{root / 'again'}: links to {root / 'a'}, which is searched already; not "
+                                 "entered twice", f"{root / 'a/up'}: a symbolic link loop back to {root}; not entered again"]
+    assert [str(w.message) for w in caught] == adapter.notices()
+    with pytest.raises(Exception, match=r"looped.mp4: a symbolic link loop \(.*looped.mp4 -> looped.mp4\)"):
+        open_video(by_name(items)["looped"].source)
 
 
 @pytest.mark.parametrize("header,rows,task", [

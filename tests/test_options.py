@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.metadata
+import inspect
 import logging
 import re
 import subprocess
@@ -286,3 +287,44 @@ def test_ablations_command_does_not_import_fit_command():
     code = "import sys, fgvu.commands.ablations; print('fgvu.commands.fit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _leaf_commands():
+    """(path, command function) of every command of the app, groups walked."""
+    def walk(cmd, path):
+        if getattr(cmd, "commands", None):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, cmd.callback.__wrapped__
+
+    yield from walk(typer.main.get_command(app), ())
+
+
+def _numeric_options():
+    """(command path, parameter, int or float) of every numeric parameter of every command."""
+    for path, function in _leaf_commands():
+        for p in inspect.signature(function, eval_str=True).parameters.values():
+            if options._base(p.annotation) in (int, float):
+                yield path, p.name, options._base(p.annotation)
+
+
+# the arguments a command needs before it looks at its options (none of these paths exist)
+REQUIRED = {("extract",): ["--dataset", "dvd"], ("synth", "videos"): ["nowhere"], ("synth", "features"): ["nowhere"]}
+
+
+def test_every_numeric_option_declares_a_range_and_refuses_values_outside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    found = list(_numeric_options())
+    assert {(p, n) for p, n, _ in found} >= {(("fit",), "lr"), (("ablations",), "seeds"), (("demo",), "epochs"),
+                                             (("synth", "videos"), "frames")}
+    helps = {path: help_text(*path) for path in {path for path, _, _ in found}}
+    for path, name, kind in found:
+        flag = "--" + name.replace("_", "-")
+        assert "Must be" in " ".join(helps[path].split(flag, 1)[1].split()[:60]), (path, flag)
+        bad = ["-1000000000"] if kind is int else ["-1e9", "nan"]
+        for value in bad:
+            result = invoke(*path, *REQUIRED.get(path, []), flag, value)
+            assert isinstance(result.exception, OptionError), (path, flag, value, result.output)
+            assert str(result.exception).startswith(f"{flag}: ") and "it must be" in str(result.exception)
+    assert not (tmp_path / "nowhere").exists()

@@ -134,6 +134,81 @@ def test_variable_frame_rate_is_read_frame_by_frame(tmp_path):
     assert [read_number(f) for _, f in source.frames(np.arange(60))] == list(range(60))
 
 
+def test_regular_timestamps_are_not_variable_rate(video100):
+    assert open_video(video100).info.variable_rate is None
+
+
+def test_variable_frame_rate_is_reported_with_its_measured_rate(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    gaps_ms = [20, 50, 33]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        pts = 0
+        for k in range(30):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(k))
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += gaps_ms[k % 3]
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    rate = open_video(path).info.variable_rate
+    span = sum(gaps_ms[k % 3] for k in range(29)) / 1000
+    assert rate.fps == pytest.approx(29 / span) and (rate.min_gap, rate.max_gap) == pytest.approx((0.020, 0.050))
+    assert rate.describe() == f"variable frame rate: measured {29 / span:.2f} fps, frame gaps 20-50 ms; read frame by frame"
+
+
+# ---- rotation metadata ------------------------------------------------------------------------
+
+
+def upright_frame(k: int) -> np.ndarray:
+    """A portrait frame that is not symmetric under any turn or mirror: its number, and two corner marks."""
+    img = numbered_frame(k, height=W, width=H).copy()
+    img[:8, :8] = (255, 0, 0)
+    img[-8:, -16:] = (0, 0, 255)
+    return img
+
+
+def rotated_video(path: Path, degrees: int, hflip: bool = False, n: int = 12) -> Path:
+    """Frames stored so that a player applying the display matrix shows `upright_frame`."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        first = _stored(upright_frame(0), degrees, hflip)
+        stream.height, stream.width, stream.pix_fmt = first.shape[0], first.shape[1], "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip)
+        for k in range(n):
+            frame = av.VideoFrame.from_ndarray(_stored(upright_frame(k), degrees, hflip), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def _stored(upright: np.ndarray, degrees: int, hflip: bool) -> np.ndarray:
+    """The inverse of showing: undo the mirror, then turn back (degrees are counter-clockwise on screen)."""
+    img = upright[:, ::-1] if hflip else upright
+    return np.ascontiguousarray(np.rot90(img, -degrees // 90))
+
+
+@pytest.mark.parametrize("degrees, hflip", [(-90, False), (90, False), (180, False), (90, True)])
+def test_rotated_clip_is_decoded_upright(tmp_path, degrees, hflip):
+    source = open_video(rotated_video(tmp_path / "rotated.mp4", degrees, hflip))
+    info = source.info
+    assert (info.height, info.width) == (W, H)  # the upright, portrait size
+    assert info.orientation.degrees % 360 == degrees % 360 and info.orientation.mirrored == hflip
+    frames = dict(source.frames(np.arange(12)))
+    for k, image in frames.items():
+        assert image.shape == (W, H, 3)
+        assert np.abs(image.astype(int) - upright_frame(k)).mean() < 4, k
+        assert read_number(image) == k
+    small = dict(source.frames(np.array([3]), size=(48, 32)))[3]  # resized in the upright frame's shape
+    assert small.shape == (48, 32, 3) and small[:4, :4, 0].mean() > 200 and small[-4:, -4:, 2].mean() > 200
+
+
+def test_video_without_rotation_has_an_upright_orientation(video100):
+    orientation = open_video(video100).info.orientation
+    assert orientation.upright and orientation.degrees == 0 and not orientation.mirrored
+
+
 # ---- bad files ------------------------------------------------------------------------------
 
 
@@ -179,6 +254,11 @@ def test_bad_files_name_file_and_reason(tmp_path, video100):
     (tmp_path / "cut.avi").write_bytes(avi[: len(avi) // 2])
     cases["cut.avi"] = "truncated: the index lists 60 frames"
     cases["missing.mp4"] = "no such file"
+    (tmp_path / "loop_a.mp4").symlink_to("loop_b.mp4")
+    (tmp_path / "loop_b.mp4").symlink_to("loop_a.mp4")
+    cases["loop_a.mp4"] = r"a symbolic link loop \(.*loop_a.mp4 -> loop_b.mp4 -> loop_a.mp4\)"
+    (tmp_path / "dangling.mp4").symlink_to("gone.mp4")
+    cases["dangling.mp4"] = r"a broken symbolic link \(to gone.mp4, which does not exist\)"
     for name, reason in cases.items():
         with pytest.raises(VideoDecodeError, match=reason) as err:
             open_video(tmp_path / name)

@@ -4,13 +4,18 @@ Runs go to `jobs` worker processes (one torch thread each, so workers do not ove
 the cores). The grid resumes: a run whose metrics.json exists, made with the same
 configuration on the same cache (same path and same content fingerprint), is not repeated.
 A run that fails is recorded with its error (and error.txt in its folder) and the rest of
-the grid goes on; the next invocation retries it.
+the grid goes on; the next invocation retries it. Workers end with the process that started
+them, even when it is killed with kill -9, so nothing keeps writing into the run folders.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,7 +25,9 @@ from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
 from fgvu.ablations.report import write_report
 from fgvu.cache import cache_fingerprint, read_spec
 from fgvu.fusion.config import FitConfig
-from fgvu.fusion.run_folder import ERROR, METRICS, is_finished
+from fgvu.fusion.run_folder import ERROR, METRICS, is_finished, lock_holder
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal this process gets when its parent ends
 
 
 @dataclass(frozen=True)
@@ -112,11 +119,33 @@ def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base:
     return plan
 
 
-def _init_worker() -> None:
-    """One torch thread per worker process: `jobs` workers share the cores without oversubscription."""
+def _init_worker(parent: int) -> None:
+    """A worker that ends with its parent and uses one torch thread (`jobs` workers share the cores)."""
+    _end_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Make this process end when `parent` does, however it ends (kill -9 runs no cleanup there).
+
+    On Linux the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the
+    parent's pid. A parent that died before this ran is noticed at once.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fgvu-parent-watch", daemon=True).start()
 
 
 def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
@@ -157,6 +186,12 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
         metrics = is_finished(run_dir, run.fit, plan.cache, fingerprint)
         if metrics is not None:
             results[run.name] = RunResult(run, "resumed", run_dir, metrics)
+            continue
+        holder = lock_holder(run_dir)
+        if holder is not None:  # another grid (or a fit) is writing it now: leave it alone
+            results[run.name] = RunResult(run, "failed", run_dir,
+                                          error=f"its run folder is being written by another process (pid {holder})")
+            log(f"run {run.name} skipped: {run_dir} is being written by another process (pid {holder})")
             continue
         if run_dir.exists():  # a failed, interrupted or differently configured run: start it afresh
             if (run_dir / METRICS).exists():
@@ -200,7 +235,8 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
     queue = list(reversed(todo))  # pop() from the end keeps plan order
     try:
         while queue:
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                     initargs=(os.getpid(),)) as pool:
                 in_flight: dict = {}
                 broken = False
                 while (queue or in_flight) and not broken:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fgvu.commands.common import option, quiet_option
+from fgvu.commands.common import checked_option, option, quiet_option
 
 
 def ablations_cmd(
@@ -19,11 +19,12 @@ def ablations_cmd(
                               shown="<runs folder>/ablations-<dataset>"),
     grid: Path | None = option(None, help="TOML grid file (see examples/grids/quick.toml).",
                                shown="the full grid of DESIGN.md"),
-    seeds: int | None = option(None, min=1, help="Seeds per configuration (0..N-1).",
-                               shown="the grid file's `seeds`, else 5"),
-    jobs: int | None = option(None, min=1, help="Parallel worker processes (one thread each).",
-                              shown="every available core"),
-    epochs: int | None = typer.Option(None, min=1, help="Override the epochs of every run."),
+    seeds: int | None = checked_option(None, help="Seeds per configuration (0..N-1).", ge=1,
+                                       shown="the grid file's `seeds`, else 5"),
+    jobs: int | None = checked_option(None, help="Parallel worker processes (one thread each).", ge=1,
+                                      shown="every available core"),
+    epochs: int | None = checked_option(None, help="Override the epochs of every run.", ge=1,
+                                        shown="each configuration's own"),
     device: str | None = option(None, help="Training device of every run (auto, cpu, cuda, ...).",
                                 shown="fgvu.toml's fit device, else auto"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the configurations and skipped ones; run nothing."),

@@ -9,16 +9,17 @@ from typing import Optional
 import numpy as np
 import typer
 
-from fgvu.commands.common import console_logging, option, quiet_option
+from fgvu.commands.common import checked_option, console_logging, option, quiet_option
 from fgvu.fusion.config import FitConfig
 
 
 def demo(
     out: Path = option(Path("demo"), help="Folder for the demo's data, cache and run."),
-    videos: int = option(24, help="Synthetic videos to generate (Aff-Wild2 layout)."),
-    frames: int = option(400, help="Frames per synthetic video (lengths vary around this)."),
-    epochs: Optional[int] = option(None, help="Training epochs for the fusion head.", shown=str(FitConfig().epochs)),
-    seed: int = option(0, help="Seed for the data and the training run."),
+    videos: int = checked_option(24, help="Synthetic videos to generate (Aff-Wild2 layout).", ge=1),
+    frames: int = checked_option(400, help="Frames per synthetic video (lengths vary around this).", ge=8),
+    epochs: Optional[int] = checked_option(None, help="Training epochs for the fusion head.", ge=1,
+                                           shown=str(FitConfig().epochs)),
+    seed: int = checked_option(0, help="Seed for the data and the training run.", ge=0),
     quiet: bool = quiet_option(),
 ) -> None:
     """Synthetic videos -> `fgvu extract --encoders tiny` -> `fgvu fit` (v,i,t, xattn) -> `fgvu evaluate`.

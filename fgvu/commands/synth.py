@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from fgvu.commands.common import option
+from fgvu.commands.common import checked_option
+from fgvu.tasks import TASKS
+
+LAYOUTS = ("aff-wild2", "dvd")
+TASK_NAMES = tuple(TASKS)
 
 synth_app = typer.Typer(help="Generate synthetic datasets (videos) or feature caches with learnable labels.",
                         no_args_is_help=True)
@@ -15,10 +20,12 @@ synth_app = typer.Typer(help="Generate synthetic datasets (videos) or feature ca
 @synth_app.command("videos")
 def synth_videos(
     out: Path = typer.Argument(..., help="Dataset root to create."),
-    layout: str = option("aff-wild2", help="Directory layout to imitate: aff-wild2 or dvd."),
-    videos: int = option(8, help="Number of videos."),
-    frames: int = option(200, help="Frames per video (lengths vary around this; one is shorter than a window)."),
-    seed: int = option(0, help="Random seed."),
+    layout: Literal[LAYOUTS] = checked_option("aff-wild2", help="Directory layout to imitate.", kind=str,
+                                              choices=LAYOUTS),
+    videos: int = checked_option(8, help="Number of videos.", ge=1),
+    frames: int = checked_option(200, help="Frames per video (lengths vary around this; one is shorter than a "
+                                 "window).", ge=8),
+    seed: int = checked_option(0, help="Random seed.", ge=0),
 ) -> None:
     """Write small real video files in a dataset's layout; hue drives valence, brightness (and speed)
     drives arousal, both as sharp events; fast collisions are violent. aff-wild2 also gets two-person
@@ -32,10 +39,11 @@ def synth_videos(
 @synth_app.command("features")
 def synth_features(
     out: Path = typer.Argument(..., help="Cache directory to create."),
-    task: str = option("va", help="va (valence-arousal) or violence."),
-    videos: int = option(24, help="Number of videos."),
-    frames: int = option(600, help="Frames per video (lengths vary around this)."),
-    seed: int = option(0, help="Random seed."),
+    task: Literal[TASK_NAMES] = checked_option("va", help="va (valence-arousal) or violence.", kind=str,
+                                               choices=TASK_NAMES),
+    videos: int = checked_option(24, help="Number of videos.", ge=1),
+    frames: int = checked_option(600, help="Frames per video (lengths vary around this).", ge=1),
+    seed: int = checked_option(0, help="Random seed.", ge=0),
 ) -> None:
     """Write a feature cache directly (no videos, no encoders): each modality carries a different
     part of the target, so fusion can beat every single modality."""

@@ -7,7 +7,10 @@ sees (Aff-Wild2 `_left`/`_right` share one video and see its left and right halv
 item is then appended with its own features and targets and committed. Frames the source has
 no image for (a missing face crop) have their targets masked and are counted per video.
 Re-running skips committed videos; a video that cannot be read is recorded in the part's
-failure list and the run goes on.
+failure list and the run goes on. Each failure is logged once and listed once in the summary,
+which also says what the dataset left out, which videos were turned upright and which have a
+variable frame rate. An OS error (a full disk) ends the run with one line naming the file; the
+next run resumes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fgvu.errors import FgvuError
+from fgvu.errors import FgvuError, storage_error
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
 from fgvu.extract.parts import SourceGroup, split_parts
@@ -47,6 +50,10 @@ class ExtractSummary:
     failed: int = 0
     skipped: int = 0  # already committed before this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+    known_failures: set[str] = field(default_factory=set)  # of the failed: those an earlier run recorded too
+    notices: list[str] = field(default_factory=list)  # what the dataset left out (adapter notices)
+    turned: list[str] = field(default_factory=list)  # "file (rotated -90 degrees)": display matrices applied
+    variable_rate: list[str] = field(default_factory=list)  # "file (variable frame rate: ...)"
     windows: int = 0
     frames: int = 0  # frames decoded
     warnings: int = 0  # annotation warnings
@@ -65,9 +72,15 @@ class ExtractSummary:
         return self.windows / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def known_failed(self) -> int:
+        """How many of the failures are known-broken videos, recorded as failed by an earlier run."""
+        return len(self.known_failures)
+
+    @property
     def all_failed(self) -> bool:
-        """True when this run tried videos and none succeeded."""
-        return self.failed > 0 and self.succeeded == 0
+        """True when this run tried videos and none succeeded, and not every failure was known from an
+        earlier run (a complete cache whose only leftovers are known-broken files is not a failed run)."""
+        return self.failed > self.known_failed and self.succeeded == 0
 
     def merge(self, other: "ExtractSummary") -> None:
         """Add another part's summary into this one."""
@@ -76,14 +89,19 @@ class ExtractSummary:
                      "missing_videos"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
+        self.known_failures |= other.known_failures
+        self.notices += [n for n in other.notices if n not in self.notices]  # every part lists the same
+        self.turned += other.turned
+        self.variable_rate += other.variable_rate
         self.counts.add(other.counts)
         self.inputs.update(other.inputs)
 
     def lines(self) -> list[str]:
         """The end-of-run report, one line each."""
         parts = ", ".join(str(p) for p in self.parts)
+        known = f" ({self.known_failed} known from earlier runs)" if self.known_failed else ""
         out = [
-            f"cache {self.out} (part {parts}): {self.succeeded} videos extracted, {self.failed} failed, "
+            f"cache {self.out} (part {parts}): {self.succeeded} videos extracted, {self.failed} failed{known}, "
             f"{self.skipped} skipped (already committed)",
             f"{self.windows} windows, {self.frames} frames decoded in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} frames/s, {self.windows_per_s:.2f} windows/s); "
@@ -91,7 +109,13 @@ class ExtractSummary:
         ]
         if self.inputs:
             out.append(self.input_line())
-        out += [f"  failed: {video}: {reason}" for video, reason in self.failures]
+        out += [f"  failed: {video}: {reason}" + (" (failed before too)" if video in self.known_failures else "")
+                for video, reason in self.failures]
+        out += self.notices
+        for what, files in (("turned upright from their display matrix", self.turned),
+                            ("with a variable frame rate", self.variable_rate)):
+            if files:
+                out.append(f"{len(files)} videos {what}: {'; '.join(files)}")
         return out
 
     def input_line(self) -> str:
@@ -279,13 +303,14 @@ class PartRun:
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
 
-        from fgvu.cache import PartWriter, committed_videos
+        from fgvu.cache import PartWriter, committed_videos, iter_committed_parts
 
         cfg, out = self.cfg, self.cfg.out_path
-        summary = ExtractSummary(out=out, parts=[self.part])
+        summary = ExtractSummary(out=out, parts=[self.part], notices=self.adapter.notices())
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
         with PartWriter(out, self.spec, self.part) as writer:
+            known = {f["video"] for part in iter_committed_parts(out) for f in part.failures}
             done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
             pending = [g for g in pending if g.items]
@@ -294,11 +319,17 @@ class PartRun:
             bar = tqdm(total=n_items - summary.skipped, unit="video", desc=f"extract part {self.part}",
                        disable=not cfg.progress, dynamic_ncols=True)
 
+            failed: set[str] = set()
+
             def fail(names: list[str], error: BaseException) -> None:
                 reason = str(error) if isinstance(error, FgvuError) else f"{type(error).__name__}: {error}"
+                names = [n for n in names if n not in failed]  # once, even if decoding fails after encoding did
                 for name in names:
+                    failed.add(name)
                     writer.record_failure(name, reason)
                     summary.failures.append((name, reason))
+                    if name in known:
+                        summary.known_failures.add(name)
                     log.warning("video %s failed: %s", name, reason)
                 summary.failed += len(names)
                 bar.update(len(names))
@@ -320,6 +351,7 @@ class PartRun:
                     elif isinstance(event, Start):
                         current, encoders = (event.job, event.header), {}
                         header = event.header
+                        _note_source(header.info, summary)
                         for name, error in header.targets.items():
                             if isinstance(error, Exception):
                                 fail([name], error)
@@ -393,6 +425,14 @@ def video_record(item, header: PreparedSource, features):
     )
 
 
+def _note_source(info: VideoInfo, summary: ExtractSummary) -> None:
+    """Record a display matrix applied or a variable frame rate for the summary."""
+    if not info.orientation.upright:
+        summary.turned.append(f"{info.path.name} ({info.orientation.describe()})")
+    if info.variable_rate is not None:
+        summary.variable_rate.append(f"{info.path.name} ({info.variable_rate.describe()})")
+
+
 # ---- entry point -------------------------------------------------------------------------
 
 
@@ -405,6 +445,14 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     """
     if cfg.engine == "ray":
         return run_with_ray(cfg)
+    try:
+        return _run_local(cfg, encoders, adapter)
+    except OSError as e:  # a full disk, a read-only or forbidden --out: one line, and the next run resumes
+        raise storage_error(e, cfg.out_path, "run the same command again: it resumes at the first video "
+                                             "not yet committed") from None
+
+
+def _run_local(cfg: ExtractConfig, encoders: EncoderSet | None, adapter) -> ExtractSummary:
     if adapter is None:
         adapter, items = build_dataset(cfg)
     else:

@@ -7,7 +7,9 @@ Two sources share one interface (`FrameSource`):
   frame up to the last wanted one is decoded once, and only the wanted frames are converted
   to RGB, with libswscale resizing them during the conversion. Frame numbers are decode-order
   indices (0-based), so a variable-frame-rate video is read frame by frame, and `fps` is the
-  stream's average rate.
+  stream's average rate; `VideoInfo.variable_rate` says when its frame gaps vary, with the
+  measured rate. A display matrix (a phone's portrait video stored sideways) is applied, so
+  frames come out upright and `VideoInfo` gives the upright size and the `orientation`.
 - `FrameFolderSource` reads a folder of numbered images such as Aff-Wild2's
   `cropped_aligned/<name>/00001.jpg ...`. Names are 1-based (00001 is frame 0) unless a
   00000 file exists. The number of frames is given by the caller (Aff-Wild2: the
@@ -18,12 +20,15 @@ Two sources share one interface (`FrameSource`):
 
 `crop_half` cuts the left or right half out of a frame, for two people sharing one video.
 
-Bad files raise `VideoDecodeError` naming the file and the reason.
+Bad files raise `VideoDecodeError` naming the file and the reason (a symbolic link loop or a
+broken link says so).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -34,25 +39,46 @@ from typing import Iterator
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.extract.orientation import Orientation, orientation_of
 
 # Frame rate assumed when a file or folder does not say (Aff-Wild2 videos are mostly 30 fps).
 DEFAULT_FPS = 30.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# Frame gaps further than this from the median gap (and more than a timestamp tick) make a video
+# variable-frame-rate.
+RATE_TOLERANCE = 0.1
+# Packets the probe decodes at most while waiting for the first frame (decoders hold a few back).
+FIRST_FRAME_PACKETS = 32
 
 
 class VideoDecodeError(FgvuError):
     """A video that cannot be read: empty, not a video, no video stream, corrupt or truncated."""
 
 
+@dataclass(frozen=True)
+class VariableRate:
+    """The measured timing of a video whose frame gaps vary."""
+
+    fps: float  # frames per second over the whole video
+    min_gap: float  # the shortest and longest gap between frames, in seconds
+    max_gap: float
+
+    def describe(self) -> str:
+        return (f"variable frame rate: measured {self.fps:.2f} fps, frame gaps {1000 * self.min_gap:.0f}-"
+                f"{1000 * self.max_gap:.0f} ms; read frame by frame")
+
+
 @dataclass
 class VideoInfo:
-    """What a source knows after opening: `n_frames` is exact."""
+    """What a source knows after opening: `n_frames` is exact; width and height are the upright frame's."""
 
     path: Path
     n_frames: int
     fps: float
     width: int
     height: int
+    orientation: Orientation = Orientation()
+    variable_rate: VariableRate | None = None
 
 
 class FrameSource(ABC):
@@ -138,15 +164,14 @@ class PyAVSource(FrameSource):
     def _probe(self) -> VideoInfo:
         import av
 
-        if not self.path.exists():
-            raise VideoDecodeError(f"{self.path}: no such file")
-        if not self.path.is_file():
-            raise VideoDecodeError(f"{self.path}: not a file")
-        if self.path.stat().st_size == 0:
-            raise VideoDecodeError(f"{self.path}: empty file (0 bytes)")
+        _check_file(self.path)
         container, stream = self._open()
         try:
             n_frames = n_packets = 0
+            times: list[int] = []
+            first_frame = None
+            # one frame is decoded here; frame threads would decode several before giving the first
+            stream.codec_context.thread_count = 1
             try:
                 for packet in container.demux(stream):
                     if not packet.size and packet.dts is None and packet.pts is None:
@@ -155,6 +180,9 @@ class PyAVSource(FrameSource):
                     # Empty packets (AVI "drop" frames) and discarded ones (edit lists) give no frame.
                     if packet.size and not packet.is_discard:
                         n_frames += 1
+                        times.append(packet.pts if packet.pts is not None else packet.dts)
+                        if first_frame is None and n_frames <= FIRST_FRAME_PACKETS:  # its side data
+                            first_frame = _first_frame(stream, packet)  # carries the display matrix
             except av.error.FFmpegError as e:
                 raise VideoDecodeError(
                     f"{self.path}: corrupt data while demuxing after {n_frames} frames ({_ffmpeg_reason(e)})"
@@ -169,7 +197,15 @@ class PyAVSource(FrameSource):
             ctx = stream.codec_context
             if not ctx.width or not ctx.height:
                 raise VideoDecodeError(f"{self.path}: the video stream has no frame size (corrupt header)")
-            return VideoInfo(self.path, n_frames, _average_fps(stream, n_frames), ctx.width, ctx.height)
+            if first_frame is None:
+                first_frame = _first_frame(stream, None)  # flush: a short video's frames may all be held back
+            try:
+                orientation = _orientation(first_frame)
+            except ValueError as e:
+                raise VideoDecodeError(f"{self.path}: {e}") from None
+            height, width = orientation.display_size(ctx.height, ctx.width)
+            return VideoInfo(self.path, n_frames, _average_fps(stream, n_frames), width, height, orientation,
+                             _variable_rate(times, stream.time_base))
         finally:
             container.close()
 
@@ -181,6 +217,8 @@ class PyAVSource(FrameSource):
         if not wanted.size:
             return
         height, width = size if size is not None else (self.info.height, self.info.width)
+        orientation = self.info.orientation
+        height, width = orientation.display_size(height, width)  # the stored frame's size before turning
         # One reformatter for the pass: it keeps its libswscale context, which costs more to
         # build than a conversion (frame.to_ndarray would build a new one per frame).
         reformatter = VideoReformatter()
@@ -193,7 +231,7 @@ class PyAVSource(FrameSource):
                     if index == wanted[k]:
                         rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24",
                                                    interpolation="BILINEAR")
-                        yield index, rgb.to_ndarray()
+                        yield index, orientation.apply(rgb.to_ndarray())
                         k += 1
                         if k == len(wanted):
                             return
@@ -206,6 +244,75 @@ class PyAVSource(FrameSource):
             )
         finally:
             container.close()
+
+
+def _check_file(path: Path) -> None:
+    """VideoDecodeError unless `path` is a non-empty regular file; links that lead nowhere say so."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VideoDecodeError(f"{path}: a symbolic link loop ({_link_chain(path)})") from None
+        if os.path.islink(path):
+            raise VideoDecodeError(f"{path}: a broken symbolic link (to {os.readlink(path)}, which does not "
+                                   "exist)") from None
+        if e.errno == errno.ENOENT:
+            raise VideoDecodeError(f"{path}: no such file") from None
+        raise VideoDecodeError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoDecodeError(f"{path}: not a file")
+    if info.st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+
+
+def _link_chain(path: Path, limit: int = 8) -> str:
+    """'a.mp4 -> b.mp4 -> a.mp4': the links followed from `path` until one repeats (or `limit`)."""
+    chain, seen = [str(path)], set()
+    current = Path(path)
+    while current.is_symlink() and len(chain) <= limit:
+        seen.add(os.path.abspath(current))
+        target = Path(os.readlink(current))
+        current = target if target.is_absolute() else current.parent / target
+        chain.append(str(target))
+        if os.path.abspath(current) in seen:
+            break
+    return " -> ".join(chain)
+
+
+def _first_frame(stream, packet):
+    """The first frame the decoder gives for `packet` (None: flush), or None while it gives none."""
+    import av
+
+    try:
+        frames = stream.codec_context.decode(packet)
+    except av.error.FFmpegError:
+        return None  # the decoding pass reports corrupt data with its frame number
+    return frames[0] if frames else None
+
+
+def _orientation(frame) -> Orientation:
+    """The Orientation of the first decoded frame's display matrix (upright without one)."""
+    if frame is None:
+        return Orientation()
+    matrix = next((bytes(d) for d in frame.side_data if d.type.name == "DISPLAYMATRIX"), None)
+    if matrix is None:
+        return Orientation()
+    return orientation_of(np.frombuffer(matrix, np.int32), frame.rotation)
+
+
+def _variable_rate(times: list[int | None], time_base) -> VariableRate | None:
+    """The measured rate when the gaps between frame timestamps vary, else None (or no timestamps)."""
+    if len(times) < 3 or any(t is None for t in times) or not time_base:
+        return None
+    gaps = np.diff(np.unique(np.asarray(times, np.int64)))
+    if len(gaps) < 2:
+        return None
+    typical = float(np.median(gaps))
+    if np.abs(gaps - typical).max() <= max(1.5, RATE_TOLERANCE * typical):  # ticks: rounding is not variation
+        return None
+    seconds = float(time_base)
+    span = float(gaps.sum()) * seconds
+    return VariableRate(len(gaps) / span, float(gaps.min()) * seconds, float(gaps.max()) * seconds)
 
 
 def _unopenable_reason(path: Path) -> str:

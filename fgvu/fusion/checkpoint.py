@@ -6,11 +6,11 @@ from JSON, so a run folder from elsewhere is safe to open.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fgvu.atomic_io import write_bytes
 from fgvu.fusion.config import FitConfig
 from fgvu.fusion.run_folder import CONFIG, MODEL, RunFolderError, read_config
 
@@ -36,15 +36,14 @@ class Checkpoint:
 
 def save_weights(run: str | Path, model, norm) -> None:
     """Write the model's weights and the normalisation statistics to model.safetensors."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(run) / MODEL
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if norm is not None:
         tensors.update(norm.tensors())
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    # through atomic_io rather than safetensors' save_file, which creates its file 0600: the
+    # checkpoint is readable like the run folder's other files
+    write_bytes(Path(run) / MODEL, save(tensors, metadata={"format": "pt"}))
 
 
 def load_checkpoint(run: str | Path, device: str = "cpu") -> Checkpoint:

@@ -17,7 +17,7 @@ import numpy as np
 
 from fgvu.cache import CacheView, open_cache
 from fgvu.fusion.data import FeatureData, length_options
-from fgvu.fusion.run_folder import FrameTable, eval_file
+from fgvu.fusion.run_folder import FrameTable, check_finished, eval_file, read_config
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
@@ -113,9 +113,11 @@ def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> 
     return table_metrics(task, table), table
 
 
-def _load(run: str | Path, cache: str | Path | None):
+def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool):
     from fgvu.fusion.checkpoint import load_checkpoint
 
+    read_config(run)  # a folder that is no run at all says so first
+    check_finished(run, allow_unfinished)
     ckpt = load_checkpoint(run)
     cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
     cfg = ckpt.cfg
@@ -136,8 +138,11 @@ def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
     return videos_in_split(view, split)
 
 
-def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val") -> dict:
+def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val",
+             allow_unfinished: bool = False) -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
+
+    A run without metrics.json (interrupted, or still training) is refused unless `allow_unfinished`.
 
     Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
     "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
@@ -146,7 +151,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     from fgvu.atomic_io import write_json
 
     run = Path(run)
-    ckpt, data = _load(run, cache)
+    ckpt, data = _load(run, cache, allow_unfinished)
     rows = _split_rows(ckpt, data.view, split)
     overall, table = evaluate_windows(ckpt.model, data, rows, ckpt.norm)
     per_video = {}
@@ -174,10 +179,12 @@ def _finite(obj):
     return obj
 
 
-def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None) -> list[Path]:
+def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
+            allow_unfinished: bool = False) -> list[Path]:
     """Write frame-level predictions of a split in the benchmark's submission format
-    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`)."""
-    ckpt, data = _load(run, cache)
+    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`, file names from
+    `fgvu.safe_names`). A run without metrics.json is refused unless `allow_unfinished`."""
+    ckpt, data = _load(run, cache, allow_unfinished)
     view = data.view
     rows = _split_rows(ckpt, view, split)
     windows = data.windows_of(rows)

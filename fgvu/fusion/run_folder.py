@@ -7,6 +7,7 @@
     metrics.json        the result; its presence marks a finished run
     val_frames.npz      frame-level validation predictions of the best epoch (a FrameTable)
     eval.json, eval-<split>.json, predictions-<split>/, report/, error.txt (a failed ablation run)
+    fit.lock            flock held by the fit writing the folder (its pid inside); see `locked`
 
 Everything that reads or writes these files goes through this module, and "is this a finished
 run of that configuration on that cache?" has one answer, `is_finished`.
@@ -14,7 +15,11 @@ run of that configuration on that cache?" has one answer, `is_finished`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,7 @@ VAL_FRAMES = "val_frames.npz"
 EVAL = "eval.json"
 ERROR = "error.txt"
 REPORT = "report"
+LOCK = "fit.lock"
 # The files a new run in the folder replaces.
 OUTPUT_FILES = (METRICS_LOG, METRICS, VAL_FRAMES, EVAL, MODEL)
 CONFIG_KEYS = ("fit", "cache", "task", "dims", "n_outputs")
@@ -181,6 +187,71 @@ def clear_outputs(run: str | Path) -> None:
     """Remove the files of an earlier run in this folder that a new run replaces."""
     for name in OUTPUT_FILES:
         (Path(run) / name).unlink(missing_ok=True)
+
+
+# ---- the writer's lock ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(run: str | Path) -> Iterator[Path]:
+    """Hold RUN/fit.lock while a fit writes the folder: a second fit into it is refused.
+
+    The lock is an flock, so the kernel releases it when the process ends, even on kill -9. A
+    folder this call created is removed again when the body fails before writing anything else.
+    """
+    run = Path(run)
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    handle = open(run / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"  # the holder writes its pid right after locking
+        handle.close()
+        raise RunFolderError(f"run folder {run} is being written by another fit (pid {holder}, lock "
+                             f"{run / LOCK}); wait for it to finish, or choose another --out") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield run
+    except BaseException:
+        if created and [p.name for p in run.iterdir()] == [LOCK]:
+            (run / LOCK).unlink()
+            run.rmdir()
+        raise
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def lock_holder(run: str | Path) -> str | None:
+    """The pid ("?" when not yet written) of the fit writing `run` right now, or None when none is."""
+    try:
+        handle = open(Path(run) / LOCK)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
+def check_finished(run: str | Path, allow_unfinished: bool = False) -> None:
+    """Refuse a run folder without metrics.json (killed, failed or still training) unless `allow_unfinished`."""
+    run = Path(run)
+    if allow_unfinished or (run / METRICS).exists():
+        return
+    pid = lock_holder(run)
+    why = (f"a fit is still writing it (pid {pid})" if pid is not None
+           else "its fit was interrupted or failed before the end")
+    raise RunFolderError(f"run {run} is unfinished: {METRICS} is missing ({why}); pass --allow-unfinished "
+                         "to use its best checkpoint so far")
 
 
 # ---- finished runs -------------------------------------------------------------------------------

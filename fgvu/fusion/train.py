@@ -138,9 +138,15 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
     A finished run in `out` made with another configuration or cache is an error unless
-    `overwrite`; the same configuration and cache re-runs in place.
+    `overwrite`; the same configuration and cache re-runs in place. The run folder is locked
+    while the fit runs (`run_folder.locked`): a second fit into `out` is refused.
     Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
     """
+    with run_folder.locked(out):
+        return _fit_locked(cache, cfg, Path(out), progress, overwrite)
+
+
+def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, overwrite: bool) -> dict:
     import torch
 
     from fgvu.fusion.model import FusionModel
@@ -152,7 +158,6 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
         raise FitError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}")
     device = resolve_device(cfg.device)
     started = time.time()
-    out = Path(out)
     if not overwrite:
         run_folder.check_overwrite(out, cfg, cache)
     view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
@@ -165,7 +170,6 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     train_windows = torch.from_numpy(data.windows_of(train_rows))
     norm = data.fit_normalization(train_rows) if cfg.normalize else None
 
-    out.mkdir(parents=True, exist_ok=True)
     run_folder.clear_outputs(out)
     meta = {
         "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),

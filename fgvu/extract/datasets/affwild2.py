@@ -26,6 +26,11 @@ annotation: as many as its video), never as many as its highest crop number; a f
 a crop (no face found) is a missing frame of the source, and its target is masked.
 Names that no annotation or test list gives are not items. Annotated names without a source
 are skipped with one warning listing them (`skipped` keeps them).
+Videos (or frame folders) that no annotation or test list names are not items: one warning
+lists them (`unannotated` keeps them). Both lists are in the extraction summary (`notices`). An
+annotation file's header names its columns: `arousal,valence` is read as such. A test-list name
+that is not a plain file name (`../x`, `a/b`) is skipped as well: names never reach into other
+folders.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .base import (
     Targets,
     VideoItem,
     find_videos,
+    listed,
     parse_va_rows,
     read_rows,
     read_text_lines,
@@ -108,6 +114,7 @@ class AffWild2Adapter(DatasetAdapter):
         self.test_list = Path(test_list) if test_list else None
         self.skipped: list[tuple[str, str]] = []  # (name, reason) of annotations without a source
         self._videos: dict[str, Path] = {}  # name -> its video, to count a crop folder's frames
+        self._source_names: dict[str, Path] = {}  # every video (or frame folder) found, by name
 
     def items(self) -> list[VideoItem]:
         self.check_root()
@@ -118,6 +125,9 @@ class AffWild2Adapter(DatasetAdapter):
         crops, videos = self._crop_folders(), self._find_videos()
         items, self.skipped, self._videos = [], [], {}
         for name, (split, annotation) in sorted(named.items()):
+            if not _plain(name):
+                self.skipped.append((name, "not a plain video name"))
+                continue
             video, half = videos(name)
             if video is not None:
                 self._videos[name] = video
@@ -133,11 +143,20 @@ class AffWild2Adapter(DatasetAdapter):
                 self.skipped.append((name, "no video"))
             else:
                 items.append(VideoItem(name=name, source=video, split=split, annotation=annotation, half=half))
-        if self.skipped:
-            shown = ", ".join(f"{n} ({why})" for n, why in self.skipped[:5])
-            warnings.warn(f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
-                          f"{shown}{', ...' if len(self.skipped) > 5 else ''}", stacklevel=2)
+        # a source is annotated when a track reads it, or when a track's crops are counted from it
+        used = {item.source for item in items} | set(self._videos.values())
+        found = {} if self.frames == FRAMES_DIR else dict(self._source_names)  # videos only count crops there
+        if crops is not None:
+            found.update({p.name: p for p in crops.iterdir() if p.is_dir()})
+        self.unannotated = sorted(n for n, path in found.items() if path not in used)
+        for notice in self.notices():
+            warnings.warn(notice, stacklevel=2)
         return items
+
+    def notices(self) -> list[str]:
+        skipped = [f"aff-wild2: {len(self.skipped)} annotated names have no source and are skipped: "
+                   + listed([f"{n} ({why})" for n, why in self.skipped])] if self.skipped else []
+        return skipped + super().notices()
 
     def _annotated_names(self) -> dict[str, tuple[str, Path | None]]:
         """name -> (split, annotation file or None for test names)."""
@@ -173,7 +192,7 @@ class AffWild2Adapter(DatasetAdapter):
         """Names listed one per line (a video suffix is dropped); a file with a valence,arousal
         header is an annotation file and names only itself."""
         lines = [line.split(",")[0].strip() for line in read_text_lines(path) if line.strip()]
-        if lines and lines[0].lower().startswith("valence"):
+        if lines and lines[0].lower() in ("valence", "arousal"):
             return [path.stem]
         return [Path(n).stem if n.lower().endswith(VIDEO_SUFFIXES) else n for n in lines]
 
@@ -189,10 +208,11 @@ class AffWild2Adapter(DatasetAdapter):
     def _find_videos(self):
         """A function name -> (its video or None, the half of the frame it sees or None)."""
         videos: dict[str, Path] = {}
-        for path in find_videos(self.root, skip_dirs=SKIP_DIRS):
+        for path in find_videos(self.root, skip_dirs=SKIP_DIRS, notes=self.link_loops):
             if path.stem in videos:
                 raise DatasetError(f"aff-wild2: two videos named {path.stem!r}: {videos[path.stem]} and {path}")
             videos[path.stem] = path
+        self._source_names = videos
 
         def video_for(name: str) -> tuple[Path | None, str | None]:
             if name in videos:
@@ -224,7 +244,16 @@ class AffWild2Adapter(DatasetAdapter):
         warns: list[str] = []
         if header is None:
             warns.append(f"{item.annotation}: no 'valence,arousal' header; the first line is read as frame 1")
-        elif header[:2] != ["valence", "arousal"]:
+        elif "valence" in header and "arousal" in header:
+            if header != ["valence", "arousal"]:  # the header says where each column is
+                columns = [header.index("valence"), header.index("arousal")]
+                rows = [[row[c] for c in columns] if len(row) == len(header) else [] for row in rows]
+        else:
             warns.append(f"{item.annotation}: header {','.join(header)!r} read as valence,arousal")
         values, mask = parse_va_rows(rows, first_line, item.annotation, warns)
         return reconcile(values, mask, n_frames, item.annotation, warns)
+
+
+def _plain(name: str) -> bool:
+    """A name that is one plain file name: no separators, not '.' or '..' (test lists are text)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")

@@ -6,10 +6,13 @@ one column per target of its task (`fgvu.tasks`). Its `default_prompt` is what t
 is asked about each frame unless `--caption-prompt` says otherwise.
 Annotations that are too short are padded with invalid rows, too long ones truncated, and
 bad values masked, each with a warning in `Targets.warnings`; they never crash a run.
+What listing the items left out (videos without annotations, annotations without videos) is
+warned about once and kept in `notices()`, which the extraction summary prints.
 """
 
 from __future__ import annotations
 
+import csv
 import inspect
 import math
 import os
@@ -26,6 +29,8 @@ SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 # How many offending line numbers a warning lists before "...".
 MAX_LISTED = 8
+# How many names a notice lists before "... and N more".
+MAX_NAMES = 10
 
 
 class DatasetError(FgvuError):
@@ -70,6 +75,8 @@ class DatasetAdapter(ABC):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.unannotated: list[str] = []  # videos found without an annotation, set by items()
+        self.link_loops: list[str] = []  # folders find_videos did not enter twice (`find_videos` notes)
 
     @abstractmethod
     def items(self) -> list[VideoItem]:
@@ -83,6 +90,14 @@ class DatasetAdapter(ABC):
         """How many frames `item` has when its source cannot say (a frame folder with gaps at its end);
         None lets the source count them. Runs in the decode thread, once per source."""
         return None
+
+    def notices(self) -> list[str]:
+        """What the last items() left out and why, one line each ("3 videos have no annotations: ...")."""
+        lines = list(self.link_loops)
+        if self.unannotated:
+            lines.append(f"{self.name}: {len(self.unannotated)} videos have no annotations and are not extracted: "
+                         + listed(self.unannotated))
+        return lines
 
     def unlabelled(self, n_frames: int) -> Targets:
         """All-masked targets for `n_frames` frames of an item without annotation, one column per task target."""
@@ -125,13 +140,41 @@ def build_adapter(name: str, root: str | os.PathLike, **options) -> DatasetAdapt
 # ---- helpers shared by the adapters -------------------------------------------------------
 
 
-def find_videos(root: Path, skip_dirs: tuple[str, ...] = ()) -> list[Path]:
-    """Video files anywhere under `root`, sorted; folders named in `skip_dirs` are not entered."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in skip_dirs and not d.startswith("."))
+def find_videos(root: Path, skip_dirs: tuple[str, ...] = (), notes: list[str] | None = None) -> list[Path]:
+    """Video files anywhere under `root`, sorted; folders named in `skip_dirs` are not entered.
+
+    Symbolic links to folders are followed, each real folder once: a link to a folder already
+    searched (a loop back up, or a second way into the same folder) is not entered again and is
+    noted in `notes`.
+    """
+    found, seen = [], {}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = os.path.realpath(folder)
+        seen.setdefault(here, folder)
+        kept = []
+        names = [d for d in dirs if d not in skip_dirs and not d.startswith(".")]
+        # real folders before links, so that a link (not the folder) is what is left out
+        for d in sorted(names, key=lambda d: (os.path.islink(os.path.join(folder, d)), d)):
+            path = os.path.join(folder, d)
+            real = os.path.realpath(path)
+            if real in seen:
+                loop = here == real or here.startswith(real + os.sep)
+                note = (f"{path}: a symbolic link loop back to {seen[real]}; not entered again" if loop else
+                        f"{path}: links to {seen[real]}, which is searched already; not entered twice")
+                if notes is not None and note not in notes:
+                    notes.append(note)
+                continue
+            seen[real] = path
+            kept.append(d)
+        dirs[:] = kept
         found.extend(Path(folder) / f for f in files if f.lower().endswith(VIDEO_SUFFIXES) and not f.startswith("."))
     return sorted(found)
+
+
+def listed(names: list[str]) -> str:
+    """'a, b, c' or 'a, b, ... and 7 more': names for a one-line notice."""
+    shown = ", ".join(names[:MAX_NAMES])
+    return shown + (f", ... and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
 
 
 def reconcile(values: np.ndarray, mask: np.ndarray, n_frames: int, where: Path, warns: list[str]) -> Targets:
@@ -183,16 +226,25 @@ def read_text_lines(path: Path | None) -> list[str]:
         raise DatasetError(f"annotation file unreadable: {path} ({e})") from None
 
 
+def split_cells(line: str) -> list[str]:
+    """The stripped cells of one CSV line; a quoted cell ("clip, take 2") keeps its commas and quotes' meaning."""
+    if '"' not in line:  # the common case, and much faster than a csv reader per line
+        return [cell.strip() for cell in line.split(",")]
+    # one line at a time, so a stray quote cannot swallow the lines after it
+    return [cell.strip() for cell in next(csv.reader([line], skipinitialspace=True), [""])]
+
+
 def read_rows(path: Path | None) -> tuple[list[str] | None, list[list[str]], int]:
     """(header or None, data rows, file line number of the first data row) of a CSV/TXT file.
 
-    The first row is a header when any of its cells is not a number. Trailing blank lines are
-    dropped; inner ones stay rows (one frame each). A missing file raises DatasetError naming it.
+    Cells follow CSV quoting (`split_cells`). The first row is a header when any of its cells is
+    not a number. Trailing blank lines are dropped; inner ones stay rows (one frame each). A
+    missing file raises DatasetError naming it.
     """
     lines = read_text_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
-    rows = [[cell.strip() for cell in line.split(",")] for line in lines]
+    rows = [split_cells(line) for line in lines]
     if rows and any(parse_float(cell) is None for cell in rows[0]):
         return [c.lower() for c in rows[0]], rows[1:], 2
     return None, rows, 1

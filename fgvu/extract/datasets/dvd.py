@@ -16,6 +16,7 @@ unlabelled.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .base import (
@@ -58,11 +59,13 @@ class DVDAdapter(DatasetAdapter):
         items: dict[str, VideoItem] = {}
         for folder, split in split_dirs:
             video_dir = folder / "videos" if (folder / "videos").is_dir() else folder
-            for video in find_videos(video_dir, skip_dirs=("annotations",)):
+            for video in find_videos(video_dir, skip_dirs=("annotations",), notes=self.link_loops):
                 name = video.stem
                 if name in items:
                     raise DatasetError(f"dvd: two videos named {name!r}: {items[name].source} and {video}")
                 items[name] = VideoItem(name, video, split, self._annotation(folder, split, name))
+        for notice in self.notices():
+            warnings.warn(notice, stacklevel=2)
         return [items[name] for name in sorted(items)]
 
     def _annotation(self, split_dir: Path, split: str, name: str) -> Path | None:

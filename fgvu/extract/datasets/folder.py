@@ -15,7 +15,9 @@ The task is inferred (labels in {0,1} -> violence; two columns valence,arousal -
 range. Splits: the `split` column, else a top folder named train/val/test
 (training/validation/testing), else a deterministic `val_fraction` of the videos (chosen by
 a hash of the name) is "val" and the rest "train". Videos without labels are skipped with a
-warning (`skipped` lists them).
+warning (`unannotated` lists them), and so are rows of the labels CSV that name no video
+(`orphans`); both are in the extraction summary (`notices`). The labels CSV follows CSV
+quoting, so `"clip, take 2.mp4",1` names one video.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .base import (
     Targets,
     VideoItem,
     find_videos,
+    listed,
     parse_float,
     parse_va_rows,
     read_label_table,
@@ -73,7 +76,7 @@ class FolderAdapter(DatasetAdapter):
         self.val_fraction = val_fraction
         self._task = task
         self._per_video: dict[str, tuple[np.ndarray, np.ndarray, str | None]] | None = None
-        self.skipped: list[str] = []
+        self.orphans: list[str] = []  # labels-CSV rows that name no video
 
     # ---- discovery ---------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ class FolderAdapter(DatasetAdapter):
         """name (path relative to the root, without suffix) -> video file."""
         self.check_root()
         videos = {}
-        for path in find_videos(self.root, skip_dirs=("annotations",)):
+        for path in find_videos(self.root, skip_dirs=("annotations",), notes=self.link_loops):
             name = path.relative_to(self.root).with_suffix("").as_posix()
             if name in videos:
                 raise DatasetError(f"folder: two videos named {name!r}: {videos[name]} and {path}")
@@ -117,7 +120,7 @@ class FolderAdapter(DatasetAdapter):
         videos = self._videos()
         labels = self._labels_file()
         per_video = self._read_per_video(labels) if labels is not None else None
-        items, self.skipped = [], []
+        items, self.unannotated, self.orphans = [], [], []
         for name, path in sorted(videos.items()):
             if per_video is not None:
                 key = self._match(name, per_video)
@@ -125,14 +128,14 @@ class FolderAdapter(DatasetAdapter):
             else:
                 annotation, split = self._frame_annotation(path), None
             if annotation is None:
-                self.skipped.append(name)
+                self.unannotated.append(name)
                 continue
             items.append(VideoItem(name, path, split or self._split(name), annotation))
         if per_video is not None:
-            self._check_all_matched(per_video, videos)
-        if self.skipped:
-            warnings.warn(f"folder: {len(self.skipped)} videos have no labels and are skipped: "
-                          f"{', '.join(self.skipped[:5])}{', ...' if len(self.skipped) > 5 else ''}", stacklevel=2)
+            names = set(videos) | {n.rsplit("/", 1)[-1] for n in videos}
+            self.orphans = sorted(set(per_video) - names)
+        for notice in self.notices():
+            warnings.warn(notice, stacklevel=2)
         if not items:
             raise DatasetError(f"folder: none of the {len(videos)} videos under {self.root} has labels. "
                                f"Expected layout:\n{self.layout_help}")
@@ -162,12 +165,14 @@ class FolderAdapter(DatasetAdapter):
         base = name.rsplit("/", 1)[-1]
         return base if base in per_video else None
 
-    def _check_all_matched(self, per_video: dict, videos: dict[str, Path]) -> None:
-        names = set(videos) | {n.rsplit("/", 1)[-1] for n in videos}
-        orphans = sorted(set(per_video) - names)
-        if orphans:
-            warnings.warn(f"folder: {len(orphans)} rows of the labels CSV name no video: "
-                          f"{', '.join(orphans[:5])}{', ...' if len(orphans) > 5 else ''}", stacklevel=3)
+    def notices(self) -> list[str]:
+        lines = list(self.link_loops)
+        if self.unannotated:
+            lines.append(f"folder: {len(self.unannotated)} videos have no labels and are skipped: "
+                         + listed(self.unannotated))
+        if self.orphans:
+            lines.append(f"folder: {len(self.orphans)} rows of the labels CSV name no video: " + listed(self.orphans))
+        return lines
 
     def _frame_annotation(self, video: Path) -> Path | None:
         """The per-frame CSV of `video`, if there is one."""
