@@ -235,13 +235,13 @@ class PartRun:
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
 
-        from fgvu.cache import PartWriter, committed_videos
+        from fgvu.cache import PartWriter, StorageError, committed_videos
 
         cfg, out = self.cfg, self.cfg.out_path
         summary = ExtractSummary(out=out, parts=[self.part])
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
-        with PartWriter(out, self.spec, self.part) as writer:
+        with PartWriter(out, self.spec, self.part, parts=cfg.parts) as writer:
             done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
             pending = [g for g in pending if g.items]
@@ -291,6 +291,7 @@ class PartRun:
                             elapsed = max(time.perf_counter() - start, 1e-9)
                             bar.set_postfix({"windows": summary.windows, "frames/s": f"{summary.frames / elapsed:.0f}"})
                         current, encoder = None, None
+            writer.mark_finished()  # the part's list is done: readers may now count it complete
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -323,6 +324,8 @@ class PartRun:
             )
             try:
                 writer.append_video(record)
+            except StorageError:  # a full disk stops the run (one line); a re-run resumes
+                raise
             except FgvuError as e:  # the record was refused before anything was written
                 fail([item.name], e)
                 continue

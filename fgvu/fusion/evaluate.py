@@ -113,13 +113,14 @@ def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> 
     return table_metrics(task, table), table
 
 
-def _load(run: str | Path, cache: str | Path | None):
+def _load(run: str | Path, cache: str | Path | None, allow_partial: bool = False):
     from fgvu.fusion.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run)
     cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
     cfg = ckpt.cfg
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
+                      allow_partial=allow_partial)
     if view.spec.task != ckpt.task:
         raise DataError(f"cache {cache} is a {view.spec.task} cache, but run {run} was trained for {ckpt.task}")
     data = FeatureData(view, cfg.model.modalities, **length_options(cfg))
@@ -136,7 +137,7 @@ def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
     return videos_in_split(view, split)
 
 
-def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val") -> dict:
+def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val", allow_partial: bool = False) -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
 
     Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
@@ -146,7 +147,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     from fgvu.atomic_io import write_json
 
     run = Path(run)
-    ckpt, data = _load(run, cache)
+    ckpt, data = _load(run, cache, allow_partial)
     rows = _split_rows(ckpt, data.view, split)
     overall, table = evaluate_windows(ckpt.model, data, rows, ckpt.norm)
     per_video = {}
@@ -174,10 +175,11 @@ def _finite(obj):
     return obj
 
 
-def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None) -> list[Path]:
+def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
+            allow_partial: bool = False) -> list[Path]:
     """Write frame-level predictions of a split in the benchmark's submission format
     (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`)."""
-    ckpt, data = _load(run, cache)
+    ckpt, data = _load(run, cache, allow_partial)
     view = data.view
     rows = _split_rows(ckpt, view, split)
     windows = data.windows_of(rows)

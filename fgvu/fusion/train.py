@@ -134,11 +134,13 @@ class _Objective:
         return self.task.loss(steps, targets, mask, self.kind, self.cfg, self.class_weights)
 
 
-def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
+def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False,
+        allow_partial: bool = False) -> dict:
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
     A finished run in `out` made with another configuration or cache is an error unless
-    `overwrite`; the same configuration and cache re-runs in place.
+    `overwrite`; the same configuration and cache re-runs in place. A cache with parts missing or
+    unfinished is refused unless `allow_partial`.
     Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
     """
     import torch
@@ -155,7 +157,8 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     out = Path(out)
     if not overwrite:
         run_folder.check_overwrite(out, cfg, cache)
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
+                      allow_partial=allow_partial)
     task = get_task(view.spec.task)
     _loss_kind(cfg, task)
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
