@@ -13,6 +13,7 @@ The export never leaves a half-written file and never takes the interpreter down
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from fgvu.cache.layout import CacheError, layout_of
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import StorageError, format_bytes, free_bytes, os_errors
 
+ERROR_MARK = "fgvu-export-error: "  # how the child reports a failure it caught
 OVERHEAD = 1.05  # HDF5 metadata and string heaps on top of the raw array bytes, plus slack
 
 
@@ -74,13 +76,12 @@ def _write_in_child(cache: Path, tmp: Path, need: int) -> None:
     if proc.returncode == 0:
         return
     tmp.unlink(missing_ok=True)
-    said = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    said = [json.loads(line[len(ERROR_MARK):]) for line in proc.stderr.splitlines() if line.startswith(ERROR_MARK)]
     if said:
-        message = said[-1][len("error: "):]
-        if "No space left" in message or "ENOSPC" in message:
+        if said[-1]["errno"] in (errno.ENOSPC, errno.EDQUOT):
             raise StorageError(f"{tmp.with_suffix('')}: no space left on device while exporting: needs about "
                                f"{format_bytes(need)}, {format_bytes(free_bytes(tmp.parent))} free")
-        raise CacheError(message)
+        raise CacheError(said[-1]["message"])
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         raise StorageError(f"{tmp.with_suffix('')}: the HDF5 writer crashed ({name}) while exporting; needs about "
@@ -128,8 +129,9 @@ def _child_main(argv: list[str]) -> int:
     cache, out = argv
     try:
         write_h5(cache, out)
-    except (FgvuError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (FgvuError, OSError) as e:  # one line for the parent: h5py's messages span several
+        report = {"message": " ".join(str(e).split()), "errno": getattr(e, "errno", None)}
+        print(ERROR_MARK + json.dumps(report), file=sys.stderr)
         return 2
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 from fgvu.cache.checksums import CHECKSUMS_FILE, Range, RangeChecker, coverage_problem, expected_ranges, \
     read_checksum_lines
 from fgvu.cache.commit import COMMIT_FILE, CommittedPart
-from fgvu.cache.layout import TABLES, ArraySpec, Layout
+from fgvu.cache.layout import TABLES, ArraySpec, Layout, part_path
 from fgvu.cache.spec import CacheSpec
 from fgvu.cache.storage import block_rows, iter_blocks, missing_shards, open_array, shard_file, stored_rows
 from fgvu.tasks import TASKS
@@ -92,14 +92,14 @@ def part_findings(cache: Path, spec: CacheSpec, parts: list[CommittedPart]) -> F
         if part.legacy_videos:
             found.notes.append(f"{part.name}: its first {part.legacy_videos} video(s) were written by fgvu 0.1 "
                                "(no checksums)")
-    found.incomplete += _partition_gaps(spec, parts)
+    found.incomplete += _partition_gaps(cache, spec, parts)
     if spec.parts is None:
         found.notes.append("the partition is not recorded in cache.json (fgvu 0.1, or written without --parts): "
                            "missing parts cannot be detected")
     return found
 
 
-def _partition_gaps(spec: CacheSpec, parts: list[CommittedPart]) -> list[str]:
+def _partition_gaps(cache: Path, spec: CacheSpec, parts: list[CommittedPart]) -> list[str]:
     if spec.parts is None:
         return []
     gaps = []
@@ -107,7 +107,8 @@ def _partition_gaps(spec: CacheSpec, parts: list[CommittedPart]) -> list[str]:
     for k in range(spec.parts):
         part = present.get(k)
         if part is None:
-            gaps.append(f"part {k} of {spec.parts} is missing (no parts/part-{k:05d}.zarr)")
+            gaps.append(f"{part_path(cache, k)}: part {k} of {spec.parts} is missing; run `fgvu extract ... "
+                        f"--parts {spec.parts} --part {k}`")
         elif part.has_commit and part.stamp is not None and not part.finished:
             gaps.append(f"{part.path}: part {k} of {spec.parts} has not finished its video list "
                         f"({part.n_videos} videos committed); re-run `fgvu extract ... --parts {spec.parts} --part {k}`")
@@ -244,5 +245,10 @@ def duplicate_problems(names_by_part: list[tuple[CommittedPart, list[str]]]) -> 
     for part, names in names_by_part:
         for name in names:
             holders.setdefault(name, []).append(part.name)
-    return [f"video {name!r} is committed in both {' and '.join(where)}; {REPAIR_DUPLICATES}"
-            for name, where in holders.items() if len(where) > 1]
+    out = []
+    for name, where in holders.items():
+        if len(where) == 2 and where[0] != where[1]:
+            out.append(f"video {name!r} is committed in both {where[0]} and {where[1]}; {REPAIR_DUPLICATES}")
+        elif len(where) > 1:
+            out.append(f"video {name!r} is committed {len(where)} times (in {', '.join(where)}); {REPAIR_DUPLICATES}")
+    return out

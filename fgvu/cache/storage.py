@@ -53,11 +53,16 @@ def open_array(group, part: Path, name: str):
 
 def stored_rows(part: Path) -> int:
     """Rows held by all arrays of a part, from their metadata (1 when a damaged one cannot be counted)."""
+    import warnings
+
     import zarr
 
     try:
         group = zarr.open_group(part, mode="r", zarr_format=3)
-        return sum(int(obj.shape[0]) for _, obj in group.members(max_depth=None) if isinstance(obj, zarr.Array))
+        with warnings.catch_warnings():  # zarr warns about our own files (commit.json, captions.jsonl)
+            warnings.simplefilter("ignore")
+            members = list(group.members(max_depth=None))
+        return sum(int(obj.shape[0]) for _, obj in members if isinstance(obj, zarr.Array))
     except FileNotFoundError:
         return 0
     except Exception:  # damaged metadata: rows that cannot even be counted

@@ -49,6 +49,7 @@ LOCK_FILE = "writer.lock"
 BUFFER_BYTES = 128 << 20  # flush at the latest when this much is buffered
 REWRITE_RATIO = 0.125  # ... or as soon as a flush rewrites at most this share of what it adds
 REWRITE_FLOOR = 1 << 20  # ... or at most this many bytes (small caches commit video by video)
+PAGE = 4096  # the least a file takes on disk
 
 
 class PartWriter:
@@ -213,7 +214,8 @@ class PartWriter:
                   "failures": [f for f in self.commit["failures"] if f["video"] not in names],  # they worked now
                   "checksums": {**self.commit["checksums"],
                                 "lines": self.commit["checksums"]["lines"] + len(buf.lines)}}
-        need = buf.nbytes + self._rewrite_bytes()
+        # the new rows, the shards rewritten next to their old copies, a page per file written
+        need = buf.nbytes + self._rewrite_bytes() + 2 * len(buf.arrays) * PAGE
         with os_errors(self.path, f"writing {len(names)} video(s) into {self.path.name}", need,
                        cleanup=self._roll_back):
             for name, blocks in buf.arrays.items():

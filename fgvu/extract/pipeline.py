@@ -235,7 +235,7 @@ class PartRun:
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
 
-        from fgvu.cache import PartWriter, StorageError, committed_videos
+        from fgvu.cache import PartWriter, committed_videos
 
         cfg, out = self.cfg, self.cfg.out_path
         summary = ExtractSummary(out=out, parts=[self.part])
@@ -298,7 +298,7 @@ class PartRun:
     def _write(self, writer, group: SourceGroup, header: PreparedSource, encoder: SourceEncoder,
                summary: ExtractSummary, fail, bar) -> None:
         """Finish the source's encoding and append each of its items with its own targets."""
-        from fgvu.cache import VideoRecord
+        from fgvu.cache import StorageError, VideoRecord
 
         ok = [item for item in group.items if not isinstance(header.targets[item.name], Exception)]
         try:
