@@ -119,7 +119,9 @@ def part_records(cache: Path, part: CommittedPart, layout: Layout, rows: list[in
     group = part.group()
     arrays = {a.name: open_array(group, part.path, a.name) for a in layout}
     column = {a.key: read_rows(arrays[a.name], 0, part.n_videos, a) for a in layout if a.table == "videos"}
-    captions = [c["text"] for c in part_captions(cache, part)] if "text" in read_spec(cache).dims else None
+    captions = [c["text"] for c in part_captions(cache, part)]
+    if len(captions) != part.rows[GRIDS["caption"].table]:
+        captions = None  # a cache that keeps no captions
     ends = {t: np.append(column[col][1:], part.rows[t]).astype(np.int64) for t, col in OFFSET_COLUMNS.items()}
     for row in rows:
         span = {t: (int(column[col][row]), int(ends[t][row])) for t, col in OFFSET_COLUMNS.items()}
@@ -143,7 +145,7 @@ def part_records(cache: Path, part: CommittedPart, layout: Layout, rows: list[in
         yield VideoRecord(
             name=str(column["name"][row]), split=str(column["split"][row]), n_frames=int(column["n_frames"][row]),
             fps=float(column["fps"][row]), width=int(column["width"][row]), height=int(column["height"][row]),
-            captions=captions[lo:hi] if captions is not None else None, **fields, **streams)
+            captions=None if captions is None else captions[lo:hi], **fields, **streams)
 
 
 def repair_lines(dropped: list[Dropped]) -> list[str]:
