@@ -47,9 +47,15 @@ print(json.dumps({"verify": outcome(["cache", "verify", cache]), "fit": outcome(
 """
 
 
-def run_fgvu(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def python(repo: Path, code: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """`python -c code args` importing fgvu from `repo` only (the working directory would come first)."""
     env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True, check=check)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=tempfile.gettempdir(),
+                          capture_output=True, text=True, check=check)
+
+
+def run_fgvu(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return python(repo, CLI, *args, check=True)
 
 
 def part(cache: Path, k: int) -> Path:
@@ -120,17 +126,14 @@ def measure(repo: Path, data: Path, work: Path) -> list[tuple[str, dict]]:
     extract(repo, data, base)
     extract(repo, data, variants["prompt"], "--caption-prompt", "Another prompt.")
     extract(repo, data, variants["stride"], "--stride", "32")
-    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    sound = subprocess.run([sys.executable, "-c", DRIVER, str(base), str(work / "run-sound"), *TINY_FIT], env=env,
-                           capture_output=True, text=True)
+    sound = python(repo, DRIVER, str(base), str(work / "run-sound"), *TINY_FIT)
     rows = [("(sound cache)", json.loads(sound.stdout.splitlines()[-1]))]
     for name, damage in cases(variants).items():
         cache = work / "case"
         shutil.rmtree(cache, ignore_errors=True)
         shutil.copytree(base, cache)
         damage(cache)
-        proc = subprocess.run([sys.executable, "-c", DRIVER, str(cache), str(work / "run"), *TINY_FIT], env=env,
-                              capture_output=True, text=True)
+        proc = python(repo, DRIVER, str(cache), str(work / "run"), *TINY_FIT)
         shutil.rmtree(work / "run", ignore_errors=True)
         if proc.returncode != 0 or not proc.stdout.strip():
             died = {"result": f"process died ({proc.returncode})", "text": proc.stderr.strip().splitlines()[-1:]}

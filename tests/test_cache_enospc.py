@@ -83,12 +83,25 @@ def disk(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
 
 
-@pytest.fixture
-def extract(monkeypatch):
+def _extract(monkeypatch, out: Path):
     adapter = FakeAdapter(VIDEOS)
     monkeypatch.setattr("fgvu.extract.video_source.open_video", adapter.open_video)
-    return lambda out: run_extract(ExtractConfig(dataset="aff-wild2", out=str(out), progress=False),
-                                   encoders=encoders(), adapter=adapter)
+    return run_extract(ExtractConfig(dataset="aff-wild2", out=str(out), progress=False), encoders=encoders(),
+                       adapter=adapter)
+
+
+@pytest.fixture
+def extract(monkeypatch):
+    return lambda out: _extract(monkeypatch, out)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    """The cache of an extraction on a roomy disk, shared by the tests (they only read it)."""
+    out = tmp_path_factory.mktemp("clean") / "cache"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _extract(monkeypatch, out)
+    return out
 
 
 def _used_kib(root: Path) -> int:
@@ -99,9 +112,7 @@ def _leftovers(root: Path) -> list[Path]:
     return [p for pattern in ("*.partial", ".*.tmp", "*.tmp") for p in root.rglob(pattern)]
 
 
-def test_a_full_disk_stops_extraction_in_one_line_and_a_rerun_resumes(extract, disk, tmp_path):
-    clean = tmp_path / "clean"
-    extract(clean)
+def test_a_full_disk_stops_extraction_in_one_line_and_a_rerun_resumes(extract, clean, disk):
     mount = disk(max(256, int(_used_kib(clean) * 0.5)))  # full after a few videos
     cache = mount / "cache"
     with pytest.raises(StorageError) as caught:
@@ -129,9 +140,8 @@ def test_a_full_disk_stops_extraction_in_one_line_and_a_rerun_resumes(extract, d
     assert a.captions == b.captions
 
 
-def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(extract, disk, tmp_path):
-    cache = tmp_path / "cache"
-    extract(cache)
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(clean, disk):
+    cache = clean
     mount = disk(max(64, export_size(cache) // 1024 // 4))
     out = mount / "features.h5"
     with pytest.raises(StorageError, match="not enough free space for the export: needs about") as caught:
