@@ -223,8 +223,9 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path):
         assert code == 2, (stage, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (stage, err)
-        assert "No space left on device" in lines[0] and "free on its file system" in lines[0]
-        assert str(mount / "cache") in lines[0] and "it resumes at the first video not yet committed" in lines[0]
+        lower = lines[0].lower()  # the writer's line or the pipeline's: both name the space left
+        assert "no space left on device" in lower and " free" in lower and "resume" in lower
+        assert str(mount / "cache") in lines[0]
         assert not [f for f in files if f.endswith(".tmp")], (stage, files)  # no temporary file left behind
     code, err, files = result["resumed"]
     assert code == 0, err

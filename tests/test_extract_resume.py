@@ -40,6 +40,7 @@ DRIVER = textwrap.dedent("""
         append(self, name, values)
         time.sleep(0.01)
     PartWriter._append = slow_append
+    {setup}
     cfg = ExtractConfig(dataset="aff-wild2", root={root!r}, out={out!r}, progress=False, parts={parts}, part={part})
     s = run_extract(cfg, encoders=fake_encoders())
     print("done", s.succeeded, s.skipped, flush=True)
@@ -96,7 +97,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert _committed(clean) == n_items - 1
 
     out = tmp_path / "killed"
-    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=1, part=0)
+    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=1, part=0, setup="")
     kills, mid_append = 0, 0
     delays = [0.0, 0.13, 0.29, 0.07, 0.21]
     for delay in delays:
@@ -134,7 +135,7 @@ def test_interrupted_parts_resume_independently(tmp_path):
     out = tmp_path / "killed"
     run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(out), parts=2, part=0, progress=False),
                 encoders=fake_encoders())
-    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=2, part=1)
+    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=2, part=1, setup="")
     proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     base = _committed(out)
@@ -145,4 +146,50 @@ def test_interrupted_parts_resume_independently(tmp_path):
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run([sys.executable, "-c", driver], cwd=REPO, check=True, capture_output=True, timeout=120)
+    _assert_same_cache(out, clean)
+
+
+BUFFERED = textwrap.dedent("""
+    import fgvu.cache.writer as writer_module
+    writer_module.REWRITE_FLOOR, writer_module.REWRITE_RATIO = 0, 1.0  # several videos per flush
+    append_video = PartWriter.append_video
+    def logged(self, rec):
+        append_video(self, rec)
+        with open({log!r}, "a") as f:
+            f.write(rec.name + "\\n")
+    PartWriter.append_video = logged
+""")
+
+
+def test_kill_9_with_buffered_writes_equals_an_uninterrupted_run(tmp_path):
+    """Videos buffered but not flushed when the kill lands are lost, and extracted again by the re-run."""
+    videos = {f"v{i}": 70 + 31 * i for i in range(7)}
+    root = write_affwild2(tmp_path / "data", videos)
+    clean = tmp_path / "clean"
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(clean), progress=False),
+                encoders=fake_encoders())
+    out, log = tmp_path / "killed", tmp_path / "appended.log"
+    driver = DRIVER.format(tests=str(TESTS), root=str(root), out=str(out), parts=1, part=0,
+                           setup=BUFFERED.format(log=str(log)))
+    kills, lost = 0, 0
+    for delay in [0.05, 0.2, 0.1, 0.3, 0.15]:
+        before = _committed(out)
+        if before >= len(videos) - 2:
+            break
+        log.write_text("")
+        proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while _committed(out) <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        appended = len(log.read_text().split())
+        lost += appended > _committed(out) - before  # appended this run, not committed: buffered only
+    assert kills >= 2 and lost >= 1, (kills, lost)
+    proc = subprocess.run([sys.executable, "-c", driver], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     _assert_same_cache(out, clean)

@@ -30,7 +30,7 @@ runner = CliRunner(env={"COLUMNS": "250"})  # wide enough that --help never wrap
 NOT_OPTIONS = {"recon"}
 # options that are not config fields; old_progress is the hidden --progress/--no-progress
 NON_FIELD_OPTIONS = {
-    "fit": {"cache", "dataset", "task", "out", "force", "quiet", "old_progress"},
+    "fit": {"cache", "dataset", "task", "out", "force", "allow_partial", "quiet", "old_progress"},
     "extract": {"old_progress"},
 }
 # every option name users may have in scripts (from before the options were generated)
@@ -242,7 +242,7 @@ def test_fit_quiet(tmp_path_factory, monkeypatch, args, progress):
     cache = write_feature_cache(tmp_path_factory.mktemp("q") / "c", videos=4, frames=150, dims=8)
     seen = []
 
-    def fit(cache, cfg, out, progress=True, overwrite=False):
+    def fit(cache, cfg, out, progress=True, overwrite=False, allow_partial=False):
         seen.append(progress)
         return {"val": {"ccc_mean": 0.5}, "best_epoch": 1, "epochs_run": 1}
 

@@ -2,7 +2,7 @@
 
 One cache is one dataset seen through one encoder set::
 
-    CACHE/cache.json                  schema version, dataset, task, sampling plan, encoders, dims
+    CACHE/cache.json                  schema version, dataset, task, sampling plan, encoders, dims, parts K
     CACHE/parts/part-NNNNN.zarr/      a Zarr v3 group, written by exactly one writer
         windows/video_id, start, valid        one row per window
         windows/<grid>_index                  [n_windows, steps] rows of each frame grid
@@ -13,19 +13,21 @@ One cache is one dataset seen through one encoder set::
         videos/*                              one row per video: name, split, size, row offsets,
                                               frames without an image (missing_frames)
         captions.jsonl                        one line per caption-grid row: {"video", "frame", "text"}
-        commit.json                           row counts of the last whole video, and failures
+        checksums.jsonl                       one line per committed video: crc32c of its rows in every array
+        commit.json                           committed row counts, failures, the spec stamp, part k of K,
+                                              finished, checksum lines (`fgvu.cache.commit`)
 
 The arrays of the streams come from the modality registry (`fgvu.modalities`): this module
 iterates over `GRIDS` and `MODALITIES`, so a new modality needs no edit here. A part commits
-after each whole video; rows past `commit.json` are ignored by readers and truncated by the
-next writer, so a crash can neither lose nor duplicate a video.
+after whole videos; rows past `commit.json` are ignored by readers and truncated by the next
+writer, so a crash can neither lose nor duplicate a video.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,9 @@ import numpy as np
 from fgvu.errors import FgvuError
 from fgvu.modalities import GRIDS, MODALITIES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: checksums, part stamps, the partition; 1 (fgvu 0.1) stays readable
+SUPPORTED_SCHEMAS = (1, 2)
+PART_NAME = re.compile(r"part-(\d+)\.zarr")
 CHUNK_BYTES = 1 << 20  # ~1 MiB chunks inside ...
 CHUNKS_PER_SHARD = 16  # ... 16 MiB shards
 # Row tables: every array grows with one of them, and commit.json counts each.
@@ -72,6 +76,12 @@ class ArraySpec:
     @property
     def is_float(self) -> bool:
         return self.dtype.startswith("float")
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row in memory (strings counted as 8)."""
+        itemsize = 8 if self.dtype == "str" else np.dtype(self.dtype).itemsize
+        return int(np.prod(self.row_shape, dtype=np.int64)) * itemsize
 
 
 @dataclass(frozen=True)
@@ -161,9 +171,7 @@ def chunk_rows(spec: ArraySpec) -> int:
     """Rows per chunk: about CHUNK_BYTES per chunk, a power of two in [64, 65536]."""
     if spec.table == "videos":
         return 1024
-    itemsize = 8 if spec.dtype == "str" else np.dtype(spec.dtype).itemsize
-    row_bytes = int(np.prod(spec.row_shape, dtype=np.int64)) * itemsize
-    return int(max(64, min(1 << 16, 2 ** int(np.log2(max(1, CHUNK_BYTES // max(1, row_bytes)))))))
+    return int(max(64, min(1 << 16, 2 ** int(np.log2(max(1, CHUNK_BYTES // max(1, spec.row_bytes)))))))
 
 
 # ---- paths and parts -------------------------------------------------------------------------
@@ -175,69 +183,5 @@ def part_path(cache: str | Path, index: int) -> Path:
 
 
 def part_dirs(cache: str | Path) -> list[Path]:
-    """All part directories of a cache, in order."""
-    return sorted((Path(cache) / "parts").glob("part-*.zarr"))
-
-
-def empty_commit() -> dict:
-    return {"rows": {t: 0 for t in TABLES}, "failures": []}
-
-
-def read_commit(part: Path) -> dict:
-    """A part's commit.json (committed row counts and failures); an absent file means nothing committed."""
-    path = Path(part) / "commit.json"
-    empty = empty_commit()
-    if not path.exists():
-        return empty
-    try:
-        commit = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CacheError(f"part {part}: commit.json is corrupt ({e})") from None
-    if not isinstance(commit, dict) or not isinstance(commit.get("rows", {}), dict):
-        raise CacheError(f"part {part}: commit.json is malformed (expected an object with 'rows')")
-    return {**empty, **commit, "rows": {**empty["rows"], **commit.get("rows", {})}}
-
-
-@dataclass
-class CommittedPart:
-    """One part and what its commit.json says is committed."""
-
-    path: Path
-    rows: dict[str, int]
-    failures: list[dict] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def n_videos(self) -> int:
-        return int(self.rows["videos"])
-
-    def group(self):
-        """The part's Zarr group, read-only; a damaged part raises CacheError naming it."""
-        return open_part(self.path)
-
-
-def iter_committed_parts(cache: str | Path) -> Iterator[CommittedPart]:
-    """Every part of a cache with its committed row counts and failures, in part order."""
-    for path in part_dirs(cache):
-        commit = read_commit(path)
-        yield CommittedPart(path, commit["rows"], list(commit["failures"]))
-
-
-def open_part(part: Path):
-    """A part's Zarr group, read-only; a damaged part raises CacheError naming it."""
-    import zarr
-
-    try:
-        return zarr.open_group(part, mode="r", zarr_format=3)
-    except Exception as e:  # zarr raises several types for a damaged group
-        raise CacheError(f"part {part} is not a readable Zarr group ({e})") from None
-
-
-def read_rows(arr, n: int, spec: ArraySpec) -> np.ndarray:
-    """The first `n` rows of a Zarr array as numpy (strings as a str array)."""
-    if spec.dtype == "str":  # zarr returns numpy StringDType
-        return np.array(arr[:n].tolist() if n else [], dtype=object).astype(str)
-    return np.asarray(arr[:n]) if n else np.zeros((0, *spec.row_shape), dtype=spec.dtype)
+    """All part directories of a cache (parts/part-NNNNN.zarr), in order."""
+    return sorted(p for p in (Path(cache) / "parts").glob("part-*.zarr") if PART_NAME.fullmatch(p.name))

@@ -3,7 +3,9 @@
 Stage 2 reads the cache only through this module. `open_cache` loads every committed row of
 every part into one `CacheView` with cache-global indices. It can load only some modalities
 and clip lengths (a run reads one clip length), and it fills arrays allocated once at their
-final size, so no concatenated second copy is ever made.
+final size, so no concatenated second copy is ever made. It refuses a damaged, foreign,
+duplicated or (unless asked) incomplete cache with one line naming the file
+(`fgvu.cache.integrity`), and checks the checksum of every row it loads.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.layout import (
-    TABLES, VIDEO_COLUMNS, ArraySpec, CacheError, CommittedPart, clip_keys, iter_committed_parts, layout_of,
-    read_rows, stream_keys,
+from fgvu.cache.commit import CommittedPart, iter_committed_parts
+from fgvu.cache.integrity import (
+    checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, target_problems,
 )
+from fgvu.cache.layout import TABLES, VIDEO_COLUMNS, ArraySpec, CacheError, clip_keys, layout_of, stream_keys
 from fgvu.cache.spec import SPEC_FILE, CacheSpec, read_spec
+from fgvu.cache.storage import iter_blocks, open_array, read_lines
 from fgvu.cache.writer import CAPTIONS_FILE
 from fgvu.modalities import GRIDS
 
@@ -87,55 +91,85 @@ class CacheView:
         return np.flatnonzero(np.isin(self.window_video, np.asarray(video_rows)))
 
 
-def _check_part_array(cache: Path, part: CommittedPart, group, a: ArraySpec):
-    if a.name not in group:
-        raise CacheError(f"cache {cache}: {part.name} is missing array {a.name}")
-    arr = group[a.name]
-    n = part.rows[a.table]
-    if tuple(arr.shape[1:]) != a.row_shape:
-        raise CacheError(f"cache {cache}: {part.name}/{a.name} has rows of shape {arr.shape[1:]}, "
-                         f"cache.json says {a.row_shape}")
-    if arr.shape[0] < n:
-        raise CacheError(f"cache {cache}: {part.name}/{a.name} has {arr.shape[0]} rows but {n} are committed")
-    return arr
-
-
-def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, video_frames=None) -> CacheView:
+def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, video_frames=None,
+               allow_partial: bool = False) -> CacheView:
     """Read every committed row of every part of a cache into one in-memory view.
 
     `modalities` (letters) and `video_frames` (clip lengths) restrict which feature arrays are
-    loaded; None loads all. Validates the schema version, the presence and row shapes of every
-    array, and that committed rows exist; rows past a part's commit are ignored.
+    loaded; None loads all. Before reading any feature it checks, and refuses with a CacheError
+    naming the file: cache.json and every commit.json readable, every part stamped with this
+    cache.json and in its partition, every part present and finished (unless `allow_partial`),
+    every array present with the committed rows, every shard they need stored, no video in two
+    parts. While reading it recomputes the checksums of every row it loads and checks that valid
+    targets lie in the task's range. Rows past a part's commit are ignored.
     """
     cache = Path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec).select(modalities, video_frames)
     parts = list(iter_committed_parts(cache))
+    _refuse(part_findings(cache, spec, parts).refusal(allow_partial))
+    parts = [p for p in parts if p.has_commit]
+    opened = []  # (part, its arrays) of the parts with videos
+    for part in parts:
+        if part.n_videos:
+            problems: list[str] = []
+            opened.append((part, part_arrays(part, layout, problems, checksum_lines(part))))
+            _refuse(problems[0] if problems else None)
     totals = {t: sum(p.rows[t] for p in parts) for t in TABLES}
-    # one allocation per array at its final size, filled part by part
+    # one allocation per array at its final size, filled part by part; the small video table first,
+    # so that duplicates are refused before any feature is read
     out = {a.name: np.zeros((totals[a.table], *a.row_shape), dtype=object if a.dtype == "str" else a.dtype)
            for a in layout}
+    video_arrays = [a for a in layout if a.table == "videos"]
+    _read_parts(opened, video_arrays, out)
+    names = out["videos/name"].astype(str)
+    bounds = np.cumsum([0] + [p.n_videos for p, _ in opened])
+    _refuse(next(iter(duplicate_problems([(p, names[lo:hi].tolist())
+                                          for (p, _), lo, hi in zip(opened, bounds[:-1], bounds[1:])])), None))
+    _read_parts(opened, [a for a in layout if a.table != "videos"], out)
+    _check_targets(spec, opened, out, bounds)
+    failures = [{**f, "part": part.name} for part in parts for f in part.failures]
+    captions = [row for part, _ in opened for row in part_captions(cache, part)] if load_captions else None
+    return _view(cache, spec, layout, out, failures, captions)
+
+
+def _refuse(reason: str | None) -> None:
+    if reason:
+        raise CacheError(reason)
+
+
+def _read_parts(opened: list, arrays: list[ArraySpec], out: dict) -> None:
+    """Fill `out` with the committed rows of `arrays` from every part, rebased to cache-global rows."""
     offsets = {t: 0 for t in TABLES}
-    failures, captions = [], []
-    for part in parts:
-        failures += [{**f, "part": part.name} for f in part.failures]
-        if part.n_videos == 0:
-            continue
-        group = part.group()
-        for a in layout:
-            if a.optional and a.name not in group:
+    for part, found in opened:
+        for a in arrays:
+            if a.optional and a.name not in found.arrays:
                 continue  # a part older than the array: its rows stay 0
-            arr = _check_part_array(cache, part, group, a)
-            n = part.rows[a.table]
-            lo = offsets[a.table]
-            values = read_rows(arr, n, a)
-            if a.offset_table is not None:
-                values = values + offsets[a.offset_table]
-            out[a.name][lo: lo + n] = values
-        if load_captions:
-            captions += list(part_captions(cache, part))
+            lo, base = offsets[a.table], offsets[a.offset_table] if a.offset_table is not None else 0
+            target = out[a.name]
+
+            def fill(start: int, block: np.ndarray, target=target, lo=lo, base=base) -> None:
+                target[lo + start: lo + start + len(block)] = block + base if base else block
+
+            bad = read_checked(part, a, found.arrays[a.name], found.ranges[a.name], fill)
+            _refuse(next(iter(checksum_problems(part, a, found.arrays[a.name], bad)), None))
         for t in TABLES:
             offsets[t] += part.rows[t]
+
+
+def _check_targets(spec: CacheSpec, opened: list, out: dict, bounds: np.ndarray) -> None:
+    frame_lo = 0
+    for (part, _), lo, hi in zip(opened, bounds[:-1], bounds[1:]):
+        n = part.rows["frames"]
+        offsets = out["videos/frame_offset"][lo:hi].astype(np.int64) - frame_lo
+        _refuse(next(iter(target_problems(spec, part, out["targets/values"][frame_lo: frame_lo + n],
+                                          out["targets/mask"][frame_lo: frame_lo + n],
+                                          out["videos/name"][lo:hi].astype(str), offsets)), None))
+        frame_lo += n
+
+
+def _view(cache: Path, spec: CacheSpec, layout, out: dict, failures: list, captions) -> CacheView:
+    """The CacheView of the loaded arrays: video columns, fixed window/target arrays, streams by key."""
     by_key = {a.key: out[a.name] for a in layout if a.clip_length is None}
     for a in layout:
         if a.clip_length is not None:
@@ -149,7 +183,7 @@ def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, 
         for key in (grid.frames_key, grid.index_key):
             by_key[key] = by_key[key].astype(np.int64)
     return CacheView(path=cache, spec=spec, videos=VideoTable(**columns), arrays=by_key, failures=failures,
-                     captions=captions if load_captions else None, **fixed)
+                     captions=captions, **fixed)
 
 
 def part_captions(cache: Path, part: CommittedPart) -> Iterator[dict]:
@@ -160,7 +194,8 @@ def part_captions(cache: Path, part: CommittedPart) -> Iterator[dict]:
         if n and "text" in read_spec(cache).dims:
             raise CacheError(f"cache {cache}: {part.name} commits {n} captions but has no {CAPTIONS_FILE}")
         return
-    for line_no, line in enumerate(path.read_text().splitlines()[:n], start=1):
+    # a short file yields fewer rows: `verify` reports it, --reuse-captions names each missing caption
+    for line_no, line in enumerate(read_lines(path, n), start=1):
         try:
             yield json.loads(line)
         except json.JSONDecodeError as e:
@@ -174,13 +209,23 @@ def read_captions(cache: str | Path) -> dict[tuple[str, int], str]:
             for part in iter_committed_parts(cache) for row in part_captions(cache, part)}
 
 
+def video_column(part: CommittedPart, column: str) -> np.ndarray:
+    """One column of a part's committed video table (names, frame counts, ...)."""
+    spec = ArraySpec(f"videos/{column}", (), VIDEO_COLUMNS[column], "videos", column)
+    arr = open_array(part.group(), part.path, spec.name)
+    if arr is None:
+        raise CacheError(f"{part.path}: array {spec.name} is missing")
+    return np.concatenate([block for _, block in iter_blocks(part.path, spec.name, arr, part.n_videos, spec)]
+                          or [np.zeros(0, dtype=str if spec.dtype == "str" else spec.dtype)])
+
+
 def committed_videos(cache: str | Path, exclude: Path | None = None) -> dict[str, str]:
     """{video name: part name} of every committed video (parts other than `exclude`)."""
     names: dict[str, str] = {}
     for part in iter_committed_parts(cache):
         if part.n_videos == 0 or (exclude is not None and part.path == Path(exclude)):
             continue
-        for name in part.group()["videos/name"][: part.n_videos].tolist():
+        for name in video_column(part, "name").tolist():
             names.setdefault(name, part.name)
     return names
 
@@ -198,9 +243,8 @@ def cache_fingerprint(cache: str | Path) -> str:
     for part in iter_committed_parts(cache):
         if part.n_videos == 0:
             continue
-        group = part.group()
-        names = group["videos/name"][: part.n_videos].tolist()
-        frames = np.asarray(group["videos/n_frames"][: part.n_videos]).tolist()
+        names = video_column(part, "name").tolist()
+        frames = video_column(part, "n_frames").tolist()
         videos += [f"{name}\t{int(f)}" for name, f in zip(names, frames)]
     digest.update("\n".join(sorted(videos)).encode())
     return digest.hexdigest()

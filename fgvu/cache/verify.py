@@ -1,114 +1,154 @@
 """`verify_cache`: check every committed row of a cache and list every problem found.
 
 Reads only committed rows (those `commit.json` counts), so it is safe to run while an
-extraction is still writing. Every array comes from the layout, so new modalities are checked
-without an edit here.
+extraction is still writing. Besides the checks every reader makes (`fgvu.cache.integrity`:
+stamps, partition and completeness, arrays, stored shards, checksums, target ranges,
+duplicates), it checks that features are finite, that window, grid and frame indices are in
+range and inside their own video and show the planned frames, that video offsets are
+consistent, and that captions.jsonl matches the caption rows. `fast=True` skips reading the
+feature arrays (their checksums and the NaN scan), for huge caches. Every array comes from the
+layout, so new modalities are checked without an edit here.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.layout import CacheError, CommittedPart, Layout, iter_committed_parts, layout_of
+from fgvu.cache.commit import CommittedPart, empty_commit, read_commit
+from fgvu.cache.integrity import (
+    checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, status_lines,
+    target_problems,
+)
+from fgvu.cache.layout import CacheError, layout_of, part_dirs
 from fgvu.cache.spec import read_spec
+from fgvu.cache.storage import read_lines
 from fgvu.cache.writer import CAPTIONS_FILE
 from fgvu.modalities import GRIDS
 
-BLOCK_ROWS = 1 << 14  # rows read at a time when scanning large arrays
+
+@dataclass
+class VerifyReport:
+    """What `verify` found: problems (exit 1), notes on what could not be checked, one line per part."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
 
 
-def verify_cache(cache: str | Path) -> list[str]:
-    """Every problem found in the committed rows of a cache; an empty list means it is sound.
+def verify_cache(cache: str | Path, fast: bool = False) -> list[str]:
+    """Every problem found in the committed rows of a cache; an empty list means it is sound."""
+    return verify_report(cache, fast).problems
 
-    Checks: every array present with the committed rows and the right row shape; features and
-    targets finite; window, grid and frame indices in range and inside their own video; the
-    windows' grid rows showing the frames the sampling plan says; video offsets consistent;
-    captions.jsonl matching the caption rows; no video committed twice.
-    """
+
+def verify_report(cache: str | Path, fast: bool = False) -> VerifyReport:
+    """Check a cache (see the module docstring); a corrupt cache.json is a CacheError."""
     cache = Path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec)
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    try:
-        parts = list(iter_committed_parts(cache))
-    except CacheError as e:
-        return [str(e)]
-    for part in parts:
-        if not part.n_videos:
-            continue
+    report = VerifyReport()
+    parts = []
+    for path in part_dirs(cache):
         try:
-            group = part.group()
+            commit = read_commit(path)
         except CacheError as e:
-            problems.append(str(e))
+            report.problems.append(str(e))
             continue
-        arrays, part_problems = {}, []
-        for a in layout:
-            n = part.rows[a.table]
-            if a.name not in group:
-                if not a.optional:  # optional arrays are absent from parts older than them
-                    part_problems.append(f"{part.name}: array {a.name} is missing")
-                continue
-            arr = group[a.name]
-            if tuple(arr.shape[1:]) != a.row_shape:
-                part_problems.append(f"{part.name}/{a.name}: rows of shape {arr.shape[1:]}, expected {a.row_shape}")
-            elif arr.shape[0] < n:
-                part_problems.append(f"{part.name}/{a.name}: {arr.shape[0]} rows but {n} committed")
-            else:
-                arrays[a.name] = arr
-        problems += part_problems
-        if part_problems:
+        rows = (commit or empty_commit())["rows"]
+        parts.append(CommittedPart(path, rows, list((commit or {}).get("failures", [])), commit))
+    findings = part_findings(cache, spec, parts)
+    report.problems += findings.problems + findings.incomplete
+    report.notes += findings.notes
+    report.parts = status_lines(spec, parts)
+    names_by_part = []
+    for part in parts:
+        if not part.n_videos or part.path in findings.foreign:
             continue
-        present = Layout(tuple(a for a in layout if a.name in arrays))
-        problems += _verify_part(part, spec, present, arrays)
-        for name in arrays["videos/name"][: part.n_videos].tolist():
-            if name in seen:
-                problems.append(f"video {name!r} is committed in both {seen[name]} and {part.name}")
-            seen[name] = part.name
-    return problems
+        part_problems: list[str] = []
+        try:
+            found = part_arrays(part, layout, part_problems, checksum_lines(part))
+            if not part_problems:
+                names = _verify_part(part, spec, layout, found, fast, part_problems)
+                names_by_part.append((part, names))
+        except CacheError as e:
+            part_problems.append(str(e))
+        report.problems += part_problems
+    report.problems += duplicate_problems(names_by_part)
+    return report
 
 
-def _read_all(arr, n: int, where: str, problems: list[str]) -> np.ndarray | None:
+def _read_checked(part: CommittedPart, a, found, problems: list[str], on_block=None) -> np.ndarray | None:
+    """All committed rows of one array with their checksums checked (None when unreadable)."""
+    blocks = []
+
+    def keep(lo: int, block: np.ndarray) -> None:
+        if on_block is None:
+            blocks.append(block)
+        else:
+            on_block(lo, block)
+
     try:
-        return np.asarray(arr[:n])
-    except Exception as e:  # a damaged chunk or shard
-        problems.append(f"{where}: committed rows unreadable ({type(e).__name__}: {e})")
+        bad = read_checked(part, a, found.arrays[a.name], found.ranges[a.name], keep)
+    except CacheError as e:
+        problems.append(str(e))
         return None
+    problems += checksum_problems(part, a, found.arrays[a.name], bad)
+    if on_block is not None:
+        return None
+    return np.concatenate(blocks) if blocks else np.zeros((0, *a.row_shape), dtype=str if a.dtype == "str" else a.dtype)
 
 
-def _check_finite(part: CommittedPart, layout, arrays: dict, problems: list[str]) -> None:
-    """Finiteness of the float arrays, block by block."""
+def _check_features(part: CommittedPart, layout, found, problems: list[str]) -> None:
+    """Checksums and finiteness of the feature arrays, block by block."""
     for a in layout:
-        if not a.is_float:
+        if a.modality is None:
             continue
-        arr, n = arrays[a.name], part.rows[a.table]
-        for lo in range(0, n, BLOCK_ROWS):
-            try:
-                block = np.asarray(arr[lo: min(n, lo + BLOCK_ROWS)])
-            except Exception as e:
-                problems.append(f"{part.name}/{a.name}: rows {lo}.. unreadable ({type(e).__name__}: {e})")
-                break
+        nonfinite = [0, None]  # rows with NaN/Inf, the first one
+
+        def scan(lo: int, block: np.ndarray) -> None:
+            if not a.is_float:
+                return
             bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
             if bad.any():
-                problems.append(f"{part.name}/{a.name}: {int(bad.sum())} rows with NaN/Inf "
-                                f"(first row {lo + int(np.flatnonzero(bad)[0])})")
+                nonfinite[0] += int(bad.sum())
+                if nonfinite[1] is None:
+                    nonfinite[1] = lo + int(np.flatnonzero(bad)[0])
+
+        _read_checked(part, a, found, problems, on_block=scan)
+        if nonfinite[0]:
+            problems.append(f"{part.name}/{a.name}: {nonfinite[0]} rows with NaN/Inf (first row {nonfinite[1]})")
 
 
-def _verify_part(part: CommittedPart, spec, layout, arrays: dict) -> list[str]:
+def _verify_part(part: CommittedPart, spec, layout, found, fast: bool, problems: list[str]) -> list[str]:
+    """Append the part's problems; returns its committed video names."""
     plan = spec.sampling
-    problems: list[str] = []
-    _check_finite(part, layout, arrays, problems)
-    small = {}  # the index tables, read whole
+    if not fast:
+        _check_features(part, layout, found, problems)
+    small = {}  # everything but the features (indices, offsets, targets), read whole
     for a in layout:
-        if a.is_float or a.modality is not None:
+        if a.modality is not None or (a.optional and a.name not in found.arrays):
             continue
-        value = _read_all(arrays[a.name], part.rows[a.table], f"{part.name}/{a.name}", problems)
+        value = _read_checked(part, a, found, problems)
         if value is None:
-            return problems
+            return []
         small[a.name] = value
+    names = small["videos/name"].tolist()
+    problems += target_problems(spec, part, small["targets/values"], small["targets/mask"], small["videos/name"],
+                                small["videos/frame_offset"].astype(np.int64))
+    problems += _index_problems(part, plan, small)
+    n_txt = part.rows[GRIDS["caption"].table]
+    if n_txt and "text" in spec.dims:
+        v = {k.split("/")[1]: small[k] for k in small if k.startswith("videos/")}
+        problems += _verify_captions(part, small[GRIDS["caption"].frames], v, n_txt)
+    return names
+
+
+def _index_problems(part: CommittedPart, plan, small: dict) -> list[str]:
+    """Offsets, window ids and starts, validity and grid indices against each other and the plan."""
+    problems: list[str] = []
     rows = part.rows
     n_vid, n_win, n_frm = rows["videos"], rows["windows"], rows["frames"]
     v = {k.split("/")[1]: small[k] for k in small if k.startswith("videos/")}
@@ -161,10 +201,6 @@ def _verify_part(part: CommittedPart, spec, layout, arrays: dict) -> list[str]:
         planned = np.minimum(start[:, None] + every * np.arange(idx.shape[1])[None, :], nf[:, None] - 1)
         if not np.array_equal(small[grid.frames].astype(np.int64)[idx], planned):
             problems.append(f"{where}: {grid.index} rows do not show the frames of the sampling plan")
-
-    n_txt = rows[GRIDS["caption"].table]
-    if n_txt and "text" in spec.dims:
-        problems += _verify_captions(part, small[GRIDS["caption"].frames], v, n_txt)
     return problems
 
 
@@ -172,8 +208,8 @@ def _verify_captions(part: CommittedPart, caption_frame: np.ndarray, v: dict, n_
     """captions.jsonl: one line per caption row, naming the row's video and frame."""
     path = part.path / CAPTIONS_FILE
     if not path.exists():
-        return [f"{part.name}: {CAPTIONS_FILE} is missing ({n_txt} caption rows committed)"]
-    lines = path.read_text().splitlines()
+        return [f"{path} is missing ({n_txt} caption rows committed)"]
+    lines = read_lines(path)
     if len(lines) < n_txt:
         return [f"{part.name}: {CAPTIONS_FILE} has {len(lines)} lines, {n_txt} caption rows committed"]
     text_off = v[f"{GRIDS['caption'].table}_offset"].astype(np.int64)

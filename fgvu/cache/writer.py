@@ -1,9 +1,27 @@
-"""`PartWriter`: the single writer of one part. Appends whole videos and commits after each.
+"""`PartWriter`: the single writer of one part. Appends whole videos and commits them.
 
-It holds an exclusive lock (flock, released by the kernel even on kill -9) for its lifetime.
-Opening truncates rows past the last commit, so re-running after a crash resumes cleanly.
-Every array it writes comes from the layout (`fgvu.cache.layout.layout_of`), so the writer
-knows no modality by name.
+- **One writer.** It holds an exclusive lock (flock, released by the kernel even on kill -9)
+  for its lifetime. Opening truncates rows past the last commit, so a re-run after a crash
+  resumes cleanly.
+- **Whole-shard writes.** Appended videos are buffered in memory and written in blocks, so
+  a partly filled shard is not rewritten for every video (Zarr rewrites a whole shard to
+  change part of it). A flush happens when the bytes it would rewrite are small next to the
+  bytes it adds (at most `REWRITE_RATIO` of them, or `REWRITE_FLOOR`), or when the buffer
+  holds `buffer_bytes`; so each byte is written about once. `buffer_bytes=0` writes video
+  by video.
+- **Exactly once.** A flush writes the rows, then the captions and checksum lines, then
+  commit.json (atomically), which covers only whole videos. A buffered video that was not
+  flushed before a crash is simply extracted again by the next run.
+- **Integrity.** Each committed video gets a line in checksums.jsonl (`fgvu.cache.checksums`);
+  commit.json carries the stamp of the cache.json spec (`CacheSpec.stamp`), the part's place in
+  the partition and whether its video list is finished (`mark_finished`). Chunks are written
+  even when they hold only fill values, so a missing chunk always means damage.
+- **Clean failures.** An OS error while writing (a full disk) removes the temporary files,
+  rolls the arrays back to the last commit and raises one `StorageError` line naming the path
+  and the space needed; a re-run resumes.
+
+Every array comes from the layout (`fgvu.cache.layout.layout_of`), so the writer knows no
+modality by name. File operations go through `fgvu.cache.storage`.
 """
 
 from __future__ import annotations
@@ -11,34 +29,50 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.atomic_io import write_json, write_text
-from fgvu.cache.layout import (
-    CHUNKS_PER_SHARD, OFFSET_COLUMNS, CacheError, Layout, chunk_rows, layout_of, part_path,
-    read_commit,
-)
-from fgvu.cache.record import VideoRecord
+from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
+from fgvu.cache.commit import CHECKSUM_ALGORITHM, read_commit, write_commit
+from fgvu.cache.layout import CHUNKS_PER_SHARD, TABLES, CacheError, Layout, chunk_rows, layout_of, part_path
+from fgvu.cache.record import VideoRecord, record_arrays, record_rows
 from fgvu.cache.spec import CacheSpec, ensure_spec
+from fgvu.cache.storage import (
+    StorageError, append_lines, block_rows, open_array, open_part, os_errors, remove_partials, truncate_lines,
+)
 from fgvu.modalities import GRIDS
 
 CAPTIONS_FILE = "captions.jsonl"
-COMMIT_FILE = "commit.json"
 LOCK_FILE = "writer.lock"
+BUFFER_BYTES = 128 << 20  # flush at the latest when this much is buffered
+REWRITE_RATIO = 0.125  # ... or as soon as a flush rewrites at most this share of what it adds
+REWRITE_FLOOR = 1 << 20  # ... or at most this many bytes (small caches commit video by video)
+PAGE = 4096  # the least a file takes on disk
 
 
 class PartWriter:
-    """The single writer of one part of a cache."""
+    """The single writer of one part of a cache.
 
-    def __init__(self, cache: str | Path, spec: CacheSpec, part: int):
+    `parts` declares the partition (K): cache.json records it when it creates the cache, and a
+    cache split into another K is refused. None declares nothing (fgvu 0.1's behaviour).
+    """
+
+    def __init__(self, cache: str | Path, spec: CacheSpec, part: int, parts: int | None = None,
+                 buffer_bytes: int = BUFFER_BYTES):
         self.cache = Path(cache)
-        self.spec = ensure_spec(self.cache, spec)
+        self.spec = ensure_spec(self.cache, spec if parts is None else replace(spec, parts=parts))
+        if self.spec.parts is not None and not 0 <= part < self.spec.parts:
+            raise CacheError(f"cache {self.cache} is split into {self.spec.parts} part(s); there is no part {part}")
         self.layout: Layout = layout_of(self.spec)
+        self.index, self.buffer_bytes = part, buffer_bytes
         self.path = part_path(self.cache, part)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / LOCK_FILE, "a+")
+        self._buffer = _Buffer(self.layout)
+        self._broken = False  # a write failed: nothing more is written by this writer
+        with os_errors(self.path, f"opening {self.path.name}"):
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / LOCK_FILE, "a+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,41 +81,71 @@ class PartWriter:
                 f"cache {self.cache}: part {part} is being written by another process (lock {self.path / LOCK_FILE})"
             ) from None
         try:
-            self._open()
+            with os_errors(self.path, f"opening {self.path.name}"):
+                self._open()
         except BaseException:
+            self._broken = True
             self.close()  # never keep the part locked after a failed open
             raise
 
-    def _open(self) -> None:
-        import zarr
+    # ---- opening --------------------------------------------------------------------------
 
+    def _open(self) -> None:
         self._lock.seek(0)
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
         self._lock.flush()
-        for leftover in self.path.rglob("*.partial"):  # temp files of a writer killed mid-write
-            leftover.unlink()
-        self.group = zarr.open_group(self.path, mode="a", zarr_format=3)
-        self.commit = read_commit(self.path)
+        remove_partials(self.path)  # temp files of a writer killed mid-write
+        self.group = open_part(self.path, mode="a")
+        found = read_commit(self.path)
+        self.commit = self._adopt(found)
         self.arrays = {a.name: self._open_array(a) for a in self.layout}
         self._truncate_to_commit()
+        if self.commit != found:
+            write_commit(self.path, self.commit)
+
+    def _adopt(self, commit: dict | None) -> dict:
+        """The commit to continue from: a fresh one, a legacy one stamped, or a stamped one checked."""
+        stamp = self.spec.stamp()
+        if commit is None:  # a new part (rows written before any commit are truncated)
+            return {"rows": {t: 0 for t in TABLES}, "failures": [], "stamp": stamp, "part": self.index,
+                    "parts": self.spec.parts, "finished": False,
+                    "checksums": {"algorithm": CHECKSUM_ALGORITHM, "lines": 0, "legacy_videos": 0}}
+        if commit.get("stamp") is None:  # written by fgvu 0.1: its videos have no checksums
+            return {**commit, "stamp": stamp, "part": self.index, "parts": self.spec.parts, "finished": False,
+                    "checksums": {"algorithm": CHECKSUM_ALGORITHM, "lines": 0,
+                                  "legacy_videos": commit["rows"]["videos"]}}
+        where = f"cache {self.cache}: {self.path.name}"
+        problems = self.spec.stamp_problems(commit["stamp"])
+        if problems:
+            raise CacheError(f"{where} was written under another cache.json ({'; '.join(problems)}); move it "
+                             "out of this cache or delete it to re-extract its videos")
+        if commit.get("part") != self.index:
+            raise CacheError(f"{where} records that it is part {commit.get('part')}: it was copied or renamed; "
+                             "move it out of this cache")
+        if commit.get("parts") not in (None, self.spec.parts) and self.spec.parts is not None:
+            raise CacheError(f"{where} belongs to a partition into {commit.get('parts')} parts, but cache.json "
+                             f"says {self.spec.parts}")
+        return {**commit, "parts": self.spec.parts if self.spec.parts is not None else commit.get("parts")}
 
     def _open_array(self, a):
-        if a.name in self.group:
-            arr = self.group[a.name]
+        arr = open_array(self.group, self.path, a.name)
+        if arr is not None:
             if tuple(arr.shape[1:]) != a.row_shape:
                 raise CacheError(f"cache {self.cache}: {self.path.name}/{a.name} has rows {arr.shape[1:]}, "
                                  f"expected {a.row_shape}")
-            return arr
-        rows = chunk_rows(a)
-        kwargs = {}
-        # Variable-length strings cannot be sharded; the small videos table needs no shards.
-        if a.dtype != "str" and a.table != "videos":
-            kwargs["shards"] = (rows * CHUNKS_PER_SHARD, *a.row_shape)
-        return self.group.create_array(
-            a.name, shape=(0, *a.row_shape), chunks=(rows, *a.row_shape), dtype=str if a.dtype == "str" else a.dtype,
-            fill_value="" if a.dtype == "str" else 0, **kwargs,
-        )
+        else:
+            rows = chunk_rows(a)
+            kwargs = {}
+            # Variable-length strings cannot be sharded; the small videos table needs no shards.
+            if a.dtype != "str" and a.table != "videos":
+                kwargs["shards"] = (rows * CHUNKS_PER_SHARD, *a.row_shape)
+            arr = self.group.create_array(
+                a.name, shape=(0, *a.row_shape), chunks=(rows, *a.row_shape),
+                dtype=str if a.dtype == "str" else a.dtype, fill_value="" if a.dtype == "str" else 0, **kwargs,
+            )
+        # store every chunk, also one of fill values, so that a missing chunk always means damage
+        return arr.with_config({"write_empty_chunks": True})
 
     def _truncate_to_commit(self) -> None:
         rows = self.commit["rows"]
@@ -89,12 +153,8 @@ class PartWriter:
             arr = self.arrays[a.name]
             if arr.shape[0] != rows[a.table]:
                 arr.resize((rows[a.table], *arr.shape[1:]))
-        captions = self.path / CAPTIONS_FILE
-        if captions.exists():
-            lines = captions.read_text().splitlines(keepends=True)
-            n = rows[GRIDS["caption"].table]
-            if len(lines) != n:  # rewrite atomically: committed lines must survive a crash
-                write_text(captions, "".join(lines[:n]))
+        truncate_lines(self.path / CAPTIONS_FILE, rows[GRIDS["caption"].table])
+        truncate_lines(self.path / CHECKSUMS_FILE, self.commit["checksums"]["lines"])
 
     @property
     def committed_videos(self) -> set[str]:
@@ -102,39 +162,102 @@ class PartWriter:
         n = self.commit["rows"]["videos"]
         return set(self.arrays["videos/name"][:n].tolist()) if n else set()
 
+    # ---- appending and committing ------------------------------------------------------------
+
+    def append_video(self, rec: VideoRecord) -> None:
+        """Append one whole video; it is committed with the next flush. Indices in `rec` are local.
+
+        A record that does not fit the layout is refused with a CacheError before anything is kept.
+        """
+        if self._broken:
+            raise StorageError(f"cache {self.cache}: {self.path.name} stopped after a failed write; re-run to resume")
+        start = self._buffer.end_rows(self.commit["rows"])
+        counts = record_rows(rec)
+        values = record_arrays(self.cache, self.spec, self.layout, rec, start, counts)
+        ranges = {t: (start[t], start[t] + counts.get(t, 0)) for t in TABLES}
+        line = video_line(rec.name, ranges, {name: digest(v) for name, v in values.items()})
+        captions = [] if rec.captions is None else [
+            json.dumps({"video": rec.name, "frame": frame, "text": text})
+            for frame, text in zip(rec.caption_frame.tolist(), rec.captions)]
+        self._buffer.add(rec.name, values, counts, captions, line)
+        if self._should_flush():
+            self.flush()
+
+    def _should_flush(self) -> bool:
+        new = self._buffer.nbytes
+        return new >= self.buffer_bytes or self._rewrite_bytes() <= max(REWRITE_FLOOR, REWRITE_RATIO * new)
+
+    def _rewrite_bytes(self) -> int:
+        """Bytes of committed rows in the partly filled shards that the next flush would rewrite."""
+        total = 0
+        for a in self.layout:
+            if self._buffer.rows[a.name]:
+                total += (self.arrays[a.name].shape[0] % block_rows(self.arrays[a.name])) * a.row_bytes
+        return total
+
     def _append(self, name: str, values: np.ndarray) -> None:
+        """Write rows after the end of one array (one array's share of a flush)."""
         arr = self.arrays[name]
         start = arr.shape[0]
         arr.resize((start + len(values), *arr.shape[1:]))
         if len(values):
             arr[start:] = values
 
-    def append_video(self, rec: VideoRecord) -> None:
-        """Append one whole video and commit it. Indices in `rec` are local to the video."""
-        rows = self.commit["rows"]
-        counts = record_rows(rec)
-        values = record_arrays(self.cache, self.spec, self.layout, rec, rows, counts)
-        for name, value in values.items():
-            self._append(name, value)
-        if rec.captions is not None:
-            with open(self.path / CAPTIONS_FILE, "a") as f:
-                for frame, text in zip(rec.caption_frame.tolist(), rec.captions):
-                    f.write(json.dumps({"video": rec.name, "frame": frame, "text": text}) + "\n")
-        rows = {t: rows[t] + counts.get(t, 0) for t in rows}
-        failures = [f for f in self.commit["failures"] if f["video"] != rec.name]  # it failed before, not now
-        self.commit = {**self.commit, "rows": rows, "failures": failures}
-        write_json(self.path / COMMIT_FILE, self.commit)
+    def flush(self) -> None:
+        """Write every buffered video and commit them."""
+        buf = self._buffer
+        if not buf.videos or self._broken:
+            return
+        rows = buf.end_rows(self.commit["rows"])
+        names = set(buf.videos)
+        commit = {**self.commit, "rows": rows, "finished": False,
+                  "failures": [f for f in self.commit["failures"] if f["video"] not in names],  # they worked now
+                  "checksums": {**self.commit["checksums"],
+                                "lines": self.commit["checksums"]["lines"] + len(buf.lines)}}
+        # the new rows, the shards rewritten next to their old copies, a page per file written
+        need = buf.nbytes + self._rewrite_bytes() + 2 * len(buf.arrays) * PAGE
+        with os_errors(self.path, f"writing {len(names)} video(s) into {self.path.name}", need,
+                       cleanup=self._roll_back):
+            for name, blocks in buf.arrays.items():
+                self._append(name, np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
+            append_lines(self.path / CAPTIONS_FILE, buf.captions)
+            append_lines(self.path / CHECKSUMS_FILE, buf.lines)
+            write_commit(self.path, commit)
+        self.commit = commit
+        self._buffer = _Buffer(self.layout)
+
+    def _roll_back(self) -> None:
+        """After a failed write: no temp files, no rows past the commit; the writer takes no more videos."""
+        self._broken = True
+        remove_partials(self.path)
+        self._truncate_to_commit()
 
     def record_failure(self, video: str, reason: str) -> None:
         """Log a video that could not be extracted; it stays in the part's failure list."""
         failures = [f for f in self.commit["failures"] if f["video"] != video]
-        self.commit = {**self.commit, "failures": [*failures, {"video": video, "reason": reason}]}
-        write_json(self.path / COMMIT_FILE, self.commit)
+        commit = {**self.commit, "failures": [*failures, {"video": video, "reason": reason}], "finished": False}
+        with os_errors(self.path, f"recording a failure in {self.path.name}"):
+            write_commit(self.path, commit)
+        self.commit = commit
+
+    def mark_finished(self) -> None:
+        """The part's video list is done: flush and record it, so readers know the part is complete."""
+        self.flush()
+        if not self.commit.get("finished"):
+            commit = {**self.commit, "finished": True}
+            with os_errors(self.path, f"finishing {self.path.name}"):
+                write_commit(self.path, commit)
+            self.commit = commit
 
     def close(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        """Flush what is buffered (unless a write failed) and release the lock."""
+        try:
+            if not self._broken:
+                self.flush()
+        finally:
+            if not self._lock.closed:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                self._lock.close()
 
     def __enter__(self) -> "PartWriter":
         return self
@@ -143,61 +266,31 @@ class PartWriter:
         self.close()
 
 
-def record_rows(rec: VideoRecord) -> dict[str, int]:
-    """Rows the record adds to each table."""
-    counts = {"videos": 1, "windows": len(rec.window_start), "frames": int(rec.n_frames)}
-    for grid in GRIDS.values():
-        frames = rec.streams.get(grid.frames_key)
-        counts[grid.table] = 0 if frames is None else len(frames)
-    return counts
+class _Buffer:
+    """Videos appended but not yet written: each array's rows, captions and checksum lines."""
 
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.arrays: dict[str, list[np.ndarray]] = {a.name: [] for a in layout}
+        self.rows: dict[str, int] = {a.name: 0 for a in layout}
+        self.counts: dict[str, int] = {t: 0 for t in TABLES}
+        self.videos: list[str] = []
+        self.captions: list[str] = []
+        self.lines: list[str] = []
+        self.nbytes = 0
 
-def record_arrays(cache: Path, spec: CacheSpec, layout: Layout, rec: VideoRecord, rows: dict[str, int],
-                  counts: dict[str, int]) -> dict[str, np.ndarray]:
-    """Every array's new rows for `rec`, checked against the layout and rebased onto the part's rows.
+    def end_rows(self, committed: dict[str, int]) -> dict[str, int]:
+        """Row counts per table once the buffer is written."""
+        return {t: committed[t] + self.counts[t] for t in committed}
 
-    A record that does not fit (missing stream, wrong shape, NaN features) is refused with a
-    CacheError naming the video, before anything is written.
-    """
-
-    def need(cond: bool, what: str) -> None:
-        if not cond:
-            raise CacheError(f"cache {cache}: video {rec.name!r}: {what}")
-
-    k = len(spec.target_names)
-    need(np.shape(rec.targets) == (rec.n_frames, k), f"targets shape {np.shape(rec.targets)}, expected {(rec.n_frames, k)}")
-    need(np.shape(rec.target_mask) == np.shape(rec.targets), "target_mask shape differs from targets")
-    if rec.captions is not None:
-        need(rec.caption_frame is not None and len(rec.captions) == len(rec.caption_frame),
-             "captions and caption frames differ")
-    need(0 <= rec.missing_frames <= rec.n_frames, f"missing_frames {rec.missing_frames} outside [0, {rec.n_frames}]")
-    video_columns = {"name": rec.name, "split": rec.split, "n_frames": rec.n_frames, "fps": rec.fps,
-                     "width": rec.width, "height": rec.height, "missing_frames": rec.missing_frames,
-                     **{col: rows[table] for table, col in OFFSET_COLUMNS.items()}}
-    out = {}
-    for a in layout:
-        n = counts[a.table]
-        if a.table == "videos":
-            value = np.array([video_columns[a.key]], dtype=object if a.dtype == "str" else a.dtype)
-        elif a.key == "window_video":
-            value = np.full(n, rows["videos"])
-        elif a.key in ("window_start", "valid", "targets", "target_mask"):
-            value = np.asarray(getattr(rec, a.key))
-        else:
-            value = rec.streams.get(a.key)
-            if a.clip_length is not None and value is not None:
-                value = value.get(a.clip_length)
-            what = a.key if a.clip_length is None else f"{a.key} clips for T={a.clip_length}"
-            need(value is not None, f"no {what} (the cache stores {a.name})")
-            value = np.asarray(value)
-        shape = (n, *a.row_shape)
-        need(value.shape == shape, f"{a.key} shape {value.shape}, expected {shape}"
-             if a.clip_length is None else f"video clips for T={a.clip_length} must be {shape}, got {value.shape}")
-        if a.modality is not None and a.is_float:
-            need(bool(np.isfinite(value).all()), f"{a.key} features contain NaN or Inf"
-                 if a.clip_length is None else f"{a.key} features (T={a.clip_length}) contain NaN or Inf")
-        if a.offset_table is not None and a.table != "videos" and a.key != "window_video":
-            value = value + rows[a.offset_table]
-        out[a.name] = value.astype(str if a.dtype == "str" else a.dtype)
-    return out
-
+    def add(self, video: str, values: dict[str, np.ndarray], counts: dict[str, int], captions: list[str],
+            line: str) -> None:
+        for name, value in values.items():
+            self.arrays[name].append(value)
+            self.rows[name] += len(value)
+            self.nbytes += len(value) * self.layout[name].row_bytes
+        for t, n in counts.items():
+            self.counts[t] += n
+        self.videos.append(video)
+        self.captions += captions
+        self.lines.append(line)

@@ -1,4 +1,4 @@
-"""`fgvu cache info|verify|export`: inspect, check and convert feature caches."""
+"""`fgvu cache info|verify|repair|export`: inspect, check, repair and convert feature caches."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from fgvu.commands.common import option
+from fgvu.commands.common import option, quiet_option
 
-cache_app = typer.Typer(help="Inspect, verify and export feature caches.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect, verify, repair and export feature caches.", no_args_is_help=True)
 
 
 @cache_app.command("info")
@@ -17,7 +17,7 @@ def info_cmd(
     cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Videos per split, windows, frames, dims, encoders, failures and size on disk."""
+    """Videos per split, windows, frames, dims, encoders, parts (finished, unfinished, missing), failures, size."""
     from fgvu.cache.tools import cache_info, info_lines
 
     info = cache_info(cache)
@@ -25,17 +25,43 @@ def info_cmd(
 
 
 @cache_app.command("verify")
-def verify_cmd(cache: Path = typer.Argument(..., help="Cache directory (holds cache.json).")) -> None:
-    """Check every committed row: readable, finite, indices in range, offsets consistent. Exit 1 on problems."""
-    from fgvu.cache.verify import verify_cache
+def verify_cmd(
+    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    fast: bool = typer.Option(False, "--fast", help="Skip reading the feature arrays (their checksums and the "
+                              "NaN scan); everything else is still checked. For huge caches."),
+) -> None:
+    """Check every committed row: parts stamped with this cache.json and all finished, every shard stored,
+    checksums equal, valid targets in range, indices and offsets consistent, no video twice. Exit 1 on problems."""
+    from fgvu.cache.verify import verify_report
 
-    problems = verify_cache(cache)
-    if problems:
-        typer.echo(f"cache {cache}: {len(problems)} problem(s):")
-        for problem in problems:
+    report = verify_report(cache, fast=fast)
+    for line in report.parts:
+        typer.echo(f"  {line}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if report.problems:
+        typer.echo(f"cache {cache}: {len(report.problems)} problem(s):")
+        for problem in report.problems:
             typer.echo(f"  - {problem}")
         raise typer.Exit(1)
-    typer.echo(f"cache {cache}: ok")
+    typer.echo(f"cache {cache}: ok" + (" (--fast: feature checksums not checked)" if fast else ""))
+
+
+@cache_app.command("repair")
+def repair_cmd(
+    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Keep one copy of each video committed "
+                                         "in several parts (the first in part order) and rewrite the others."),
+    quiet: bool = quiet_option(),
+) -> None:
+    """Repair what can be repaired without re-extracting: duplicate videos. Run it while nothing writes the cache."""
+    from fgvu.cache import CacheError
+    from fgvu.cache.repair import drop_duplicates as drop, repair_lines
+
+    if not drop_duplicates:
+        raise CacheError("fgvu cache repair: say what to repair (--drop-duplicates)")
+    for line in repair_lines(drop(cache, progress=not quiet)):
+        typer.echo(line)
 
 
 @cache_app.command("export")
@@ -44,9 +70,11 @@ def export_cmd(
     out: Path = typer.Argument(..., help="Output file, e.g. features.h5."),
     format: str = option("h5", "--format", help="Output format; only h5 (HDF5) is supported."),
 ) -> None:
-    """Write every committed array (cache-global indices), the captions and cache.json into one file."""
-    from fgvu.cache.tools import export_h5
+    """Write every committed array (cache-global indices), the captions and cache.json into one file.
+
+    The file is written to OUT.partial and renamed when complete; the free space is checked first."""
     from fgvu.cache import CacheError
+    from fgvu.cache.export import export_h5
 
     if format != "h5":
         raise CacheError(f"unknown export format {format!r}; supported: h5")

@@ -11,6 +11,7 @@ from fgvu.commands.common import option
 
 UNFINISHED_HELP = ("Use a run without metrics.json (interrupted, or still training) with its best checkpoint so "
                    "far; without it such a run is refused.")
+PARTIAL_HELP = "Use a cache whose parts are not all extracted yet (by default a missing or unfinished part is refused)."
 
 
 def evaluate_cmd(
@@ -18,11 +19,12 @@ def evaluate_cmd(
     cache: Optional[Path] = option(None, help="Cache to evaluate on.", shown="the run's training cache"),
     split: str = option("val", help="Split to evaluate (val uses the run's own validation videos)."),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
 ) -> None:
     """Frame-level metrics of a run's best checkpoint, overall and per video; writes RUN/eval.json."""
     from fgvu.fusion.evaluate import evaluate, format_table
 
-    result = evaluate(run, cache=cache, split=split, allow_unfinished=allow_unfinished)
+    result = evaluate(run, cache=cache, split=split, allow_unfinished=allow_unfinished, allow_partial=allow_partial)
     typer.echo(format_table(result))
     typer.echo(f"wrote {run / ('eval.json' if split == 'val' else f'eval-{split}.json')}")
 
@@ -33,6 +35,7 @@ def predict_cmd(
     out: Optional[Path] = option(None, help="Folder for the prediction files.", shown="RUN/predictions-<split>"),
     cache: Optional[Path] = option(None, help="Cache to predict from.", shown="the run's training cache"),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
 ) -> None:
     """Frame-level predictions in the benchmark's submission format (Aff-Wild2 or DVD), one file per
     video. A name that is not a plain file name (`test/clip`, `../x`) is percent-encoded
@@ -40,7 +43,8 @@ def predict_cmd(
     from fgvu.fusion.evaluate import predict
 
     out = out if out is not None else run / f"predictions-{split}"
-    written = predict(run, out, split=split, cache=cache, allow_unfinished=allow_unfinished)
+    written = predict(run, out, split=split, cache=cache, allow_unfinished=allow_unfinished,
+                      allow_partial=allow_partial)
     typer.echo(f"wrote {len(written)} prediction files to {out}")
 
 

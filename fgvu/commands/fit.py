@@ -30,6 +30,8 @@ def fit_cmd(
     *,
     force: bool = typer.Option(False, "--force", help="Replace a finished run in the run folder even when it was "
                                "made with other options (the same options re-run it without --force)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Train on a cache whose parts are not all "
+                                       "extracted yet (by default a missing or unfinished part is refused)."),
     quiet: bool = quiet_option(),
     old_progress: Optional[bool] = old_progress_option(),
     **options,
@@ -47,7 +49,8 @@ def fit_cmd(
         raise SettingsError(f"--task {task} disagrees with cache {cache}, which holds {spec.task} targets")
     if out is None:
         out = Path(paths().runs) / f"{spec.dataset}-{''.join(cfg.model.modalities)}-{cfg.model.fusion}-s{cfg.seed}"
-    result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force)
+    result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force,
+                 allow_partial=allow_partial)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float))
     typer.echo(f"best epoch {result['best_epoch']} of {result['epochs_run']}: {metrics}")
     typer.echo(f"run folder: {out}")

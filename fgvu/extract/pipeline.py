@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fgvu.errors import FgvuError, storage_error
+from fgvu.errors import FgvuError, StorageError, storage_error
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
 from fgvu.extract.parts import SourceGroup, split_parts
@@ -309,7 +309,7 @@ class PartRun:
         summary = ExtractSummary(out=out, parts=[self.part], notices=self.adapter.notices())
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
-        with PartWriter(out, self.spec, self.part) as writer:
+        with PartWriter(out, self.spec, self.part, parts=cfg.parts) as writer:
             known = {f["video"] for part in iter_committed_parts(out) for f in part.failures}
             done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
@@ -371,6 +371,7 @@ class PartRun:
                             elapsed = max(time.perf_counter() - start, 1e-9)
                             bar.set_postfix({"windows": summary.windows, "frames/s": f"{summary.frames / elapsed:.0f}"})
                         current, encoders = None, {}
+            writer.mark_finished()  # the part's list is done: readers may now count it complete
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -393,6 +394,8 @@ class PartRun:
                 summary.warnings += len(targets.warnings)
                 try:
                     writer.append_video(video_record(item, header, features))
+                except StorageError:  # a full disk stops the run (one line); a re-run resumes
+                    raise
                 except FgvuError as e:  # the record was refused before anything was written
                     fail([item.name], e)
                     continue

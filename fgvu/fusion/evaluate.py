@@ -113,7 +113,7 @@ def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> 
     return table_metrics(task, table), table
 
 
-def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool):
+def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = False, allow_partial: bool = False):
     from fgvu.fusion.checkpoint import load_checkpoint
 
     read_config(run)  # a folder that is no run at all says so first
@@ -121,7 +121,8 @@ def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool):
     ckpt = load_checkpoint(run)
     cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
     cfg = ckpt.cfg
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
+                      allow_partial=allow_partial)
     if view.spec.task != ckpt.task:
         raise DataError(f"cache {cache} is a {view.spec.task} cache, but run {run} was trained for {ckpt.task}")
     data = FeatureData(view, cfg.model.modalities, **length_options(cfg))
@@ -139,10 +140,11 @@ def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
 
 
 def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val",
-             allow_unfinished: bool = False) -> dict:
+             allow_unfinished: bool = False, allow_partial: bool = False) -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
 
-    A run without metrics.json (interrupted, or still training) is refused unless `allow_unfinished`.
+    A run without metrics.json (interrupted, or still training) is refused unless `allow_unfinished`,
+    a cache with missing or unfinished parts unless `allow_partial`.
 
     Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
     "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
@@ -151,7 +153,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     from fgvu.atomic_io import write_json
 
     run = Path(run)
-    ckpt, data = _load(run, cache, allow_unfinished)
+    ckpt, data = _load(run, cache, allow_unfinished, allow_partial)
     rows = _split_rows(ckpt, data.view, split)
     overall, table = evaluate_windows(ckpt.model, data, rows, ckpt.norm)
     per_video = {}
@@ -180,11 +182,12 @@ def _finite(obj):
 
 
 def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
-            allow_unfinished: bool = False) -> list[Path]:
+            allow_unfinished: bool = False, allow_partial: bool = False) -> list[Path]:
     """Write frame-level predictions of a split in the benchmark's submission format
     (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`, file names from
-    `fgvu.safe_names`). A run without metrics.json is refused unless `allow_unfinished`."""
-    ckpt, data = _load(run, cache, allow_unfinished)
+    `fgvu.safe_names`). A run without metrics.json is refused unless `allow_unfinished`, a cache
+    with missing or unfinished parts unless `allow_partial`."""
+    ckpt, data = _load(run, cache, allow_unfinished, allow_partial)
     view = data.view
     rows = _split_rows(ckpt, view, split)
     windows = data.windows_of(rows)

@@ -134,19 +134,22 @@ class _Objective:
         return self.task.loss(steps, targets, mask, self.kind, self.cfg, self.class_weights)
 
 
-def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
+def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False,
+        allow_partial: bool = False) -> dict:
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
     A finished run in `out` made with another configuration or cache is an error unless
     `overwrite`; the same configuration and cache re-runs in place. The run folder is locked
-    while the fit runs (`run_folder.locked`): a second fit into `out` is refused.
+    while the fit runs (`run_folder.locked`): a second fit into `out` is refused. A cache with
+    parts missing or unfinished is refused unless `allow_partial`.
     Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
     """
     with run_folder.locked(out):
-        return _fit_locked(cache, cfg, Path(out), progress, overwrite)
+        return _fit_locked(cache, cfg, Path(out), progress, overwrite, allow_partial)
 
 
-def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, overwrite: bool) -> dict:
+def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, overwrite: bool,
+                allow_partial: bool) -> dict:
     import torch
 
     from fgvu.fusion.model import FusionModel
@@ -160,7 +163,8 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
     started = time.time()
     if not overwrite:
         run_folder.check_overwrite(out, cfg, cache)
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
+                      allow_partial=allow_partial)
     task = get_task(view.spec.task)
     _loss_kind(cfg, task)
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
