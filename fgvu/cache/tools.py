@@ -39,12 +39,15 @@ def cache_info(cache: str | Path) -> dict:
     splits: Counter = Counter()
     totals: Counter = Counter()
     failures = []
+    labelled = 0  # frames with every target valid; 0 for a cache extracted without labels
     parts = list(iter_committed_parts(cache))
     for part in parts:
         totals.update(part.rows)
         failures += [{**f, "part": part.name} for f in part.failures]
         if part.n_videos:
-            splits.update(part.group()["videos/split"][: part.n_videos].tolist())
+            group = part.group()
+            splits.update(group["videos/split"][: part.n_videos].tolist())
+            labelled += int(np.asarray(group["targets/mask"][: part.rows["frames"]]).all(axis=1).sum())
     return {
         "path": str(cache),
         "dataset": spec.dataset,
@@ -54,6 +57,7 @@ def cache_info(cache: str | Path) -> dict:
         "videos_per_split": dict(sorted(splits.items())),
         "windows": totals["windows"],
         "frames": totals["frames"],
+        "labelled_frames": labelled,
         "image_rows": totals[GRIDS["image"].table],
         "caption_rows": totals[GRIDS["caption"].table],
         "dims": dict(spec.dims),
@@ -75,6 +79,8 @@ def info_lines(info: dict) -> list[str]:
         f"videos: {info['videos']} ({splits})",
         f"windows: {info['windows']}   frames: {info['frames']}   image rows: {info['image_rows']}   "
         f"caption rows: {info['caption_rows']}",
+        f"labelled frames: {info['labelled_frames']}" if info["labelled_frames"] or not info["frames"]
+        else "labels: none (every target is masked; `fgvu predict` works, `fgvu fit` and `evaluate` need labels)",
         "dims: " + ", ".join(f"{k} {v}" for k, v in info["dims"].items())
         + f"   video clips: T = {', '.join(map(str, info['video_frames']))}",
         "sampling: " + ", ".join(f"{k}={v}" for k, v in info["sampling"].items()),
