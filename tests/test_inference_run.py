@@ -106,6 +106,31 @@ def test_the_api_round_trips_the_run(trained):
         trained.predictor.predict(bad)
 
 
+def test_a_run_whose_cache_moved_names_it_and_takes_a_cache_spec(trained, tmp_path):
+    import json
+
+    from fgvu.inference.predictor import PredictorError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "cache": str(tmp_path / "gone")}))
+    with pytest.raises(PredictorError, match=r"gone: no such directory; run .* --cache-spec"):
+        Predictor.from_run(run, device="cpu")
+    moved = Predictor.from_run(run, device="cpu", cache_spec=trained.cache / "cache.json")
+    assert moved.spec == trained.predictor.spec
+
+
+def test_an_encoder_set_of_ones_own_must_match_the_run(trained):
+    from fgvu.extract.encoders.base import EncoderError
+
+    mine = trained.predictor.encoders()
+    assert Predictor.from_run(trained.run, device="cpu", encoders=mine).encoders() is mine
+    other = SimpleNamespace(fingerprints=lambda: {**mine.fingerprints(), "image": {"name": "clip", "variant": "x"}})
+    with pytest.raises(EncoderError, match="differ from the ones the run was trained with"):
+        Predictor.from_run(trained.run, device="cpu", encoders=other)
+
+
 def test_import_fgvu_stays_cheap():
     code = "import sys, fgvu; print(sorted(m for m in ('torch', 'zarr', 'av', 'jax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -134,7 +159,7 @@ def test_cli_predict_on_raw_videos_writes_csv_png_overlay_and_goes_on_after_a_ba
 
 def test_unlabelled_folder_needs_its_task(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"x")
-    with pytest.raises(DatasetError, match="pass --task va|violence"):
+    with pytest.raises(DatasetError, match="pass --task va|violence"), pytest.warns(UserWarning, match="no labels"):
         build_adapter("folder", tmp_path).items()
     items = build_adapter("folder", tmp_path, task="violence").items()
     assert [(i.name, i.split, i.annotation) for i in items] == [("a", "test", None)]

@@ -67,19 +67,25 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", *, cache_spec: str | Path | None = None,
                  video_encoder: str | None = None, image_encoder: str | None = None,
-                 captioner: str | None = None) -> "Predictor":
+                 captioner: str | None = None, encoders=None) -> "Predictor":
         """Load a finished `fgvu fit` run. Its cache's cache.json (or `cache_spec`: a cache folder or a
         cache.json) says which encoders, sampling plan and prompt made its features; the encoder
         options replace a recorded encoder by a registry name (local weights). Encoders are only
-        built when raw videos are first predicted."""
+        built when raw videos are first predicted, unless `encoders` (an `EncoderSet` of one's own,
+        whose fingerprints must be the recorded ones for every stream the run reads) is given."""
         from fgvu.fusion.checkpoint import load_checkpoint
+        from fgvu.inference.encoders import check_fingerprints, roles_read
 
         device = resolve_device(device)
         ckpt = load_checkpoint(run, device=device)
         spec = _run_spec(Path(run), ckpt.meta, cache_spec)
         if spec.task != ckpt.task:
             raise PredictorError(f"cache spec {spec.dataset} is for the {spec.task} task, run {run} predicts {ckpt.task}")
-        return cls(run, ckpt, spec, device, EncoderOverrides(video_encoder, image_encoder, captioner))
+        predictor = cls(run, ckpt, spec, device, EncoderOverrides(video_encoder, image_encoder, captioner))
+        if encoders is not None:
+            check_fingerprints(spec.encoders, encoders.fingerprints(), roles_read(predictor.modalities))
+            predictor._encoders = encoders
+        return predictor
 
     # ---- what the run is ---------------------------------------------------------------------
 

@@ -147,9 +147,9 @@ class StreamRunner:
         steps = predict_windows(self.ckpt.model, data, np.zeros(1, np.int64), self.ckpt.norm)
         return step_values(self.predictor.task, steps)[0]
 
-    def _encode(self, positions: dict, frames: dict, times: dict, window: int) -> dict:
-        """float16 rows of each stream the run reads, for one window."""
-        enc, rows = self.encoders, {}
+    def _encode(self, positions: dict, frames: dict, times: dict, window: int) -> tuple[dict, float | None]:
+        """float16 rows of each stream the run reads for one window, and how stale its captions were."""
+        enc, rows, staleness = self.encoders, {}, None
         if "image" in positions:
             new = [g for g in np.unique(positions["image"]).tolist() if g not in self.image_rows]
             if new:
@@ -164,8 +164,8 @@ class StreamRunner:
         if "caption" in positions:
             self.book.before_window(window, positions["caption"], frames, times)
             rows["caption"], stale = self.book.features(positions["caption"])
-            times["staleness"] = float(np.max(stale))
-        return rows
+            staleness = float(np.max(stale))
+        return rows, staleness
 
     def _needed(self, positions: dict, window: int) -> set[int]:
         """The frames the window must still have: its clip, image frames not yet encoded, inline captions."""
@@ -187,8 +187,7 @@ class StreamRunner:
         times = record.times
         times["decode"], self.pending_decode = self.pending_decode, 0.0
         self.log.add("decode", times["decode"])
-        rows = self._encode(positions, frames, times, index)
-        record.staleness = times.pop("staleness", None)
+        rows, record.staleness = self._encode(positions, frames, times, index)
         valid = start + np.arange(self.plan.window) < (n_frames if n_frames is not None else ready_frame + 1)
         with self.log.time("fusion", times):
             values = self._fuse(start, rows, valid)
@@ -208,9 +207,8 @@ class StreamRunner:
         blank = np.zeros((*size, 3), np.uint8)
         enc, dims, window = self.encoders, self.spec.dims, self.plan.window
         steady = {name: max(1, int(np.sum(o >= window - self.plan.stride))) for name, o in self.offsets.items()}
-        rows = {"image": ("image", dims.get("image")), "clip": ("video", dims.get("video")),
-                "caption": ("text", dims.get("text"))}
-        blank_rows = {name: np.zeros((len(self.offsets[name]), rows[name][1]), np.float16) for name in self.offsets}
+        width = {"image": dims.get("image"), "clip": dims.get("video"), "caption": dims.get("text")}
+        blank_rows = {name: np.zeros((len(o), width[name]), np.float16) for name, o in self.offsets.items()}
         costs: dict[str, float] = {}
         for _ in range(2):
             times: dict[str, float] = {}

@@ -139,7 +139,7 @@ class FrameReader:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         """Ask the reader to end and wait (up to `timeout`) for it; closes the container once it has."""
         self._stop.set()
         self._thread.join(timeout)
