@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "fgvu.commands.extract",
     "fgvu.commands.fit",
     "fgvu.commands.evaluate",
+    "fgvu.commands.infer",
     "fgvu.commands.ablations",
     "fgvu.commands.cache",
     "fgvu.commands.synth",

@@ -44,6 +44,8 @@ class Task:
     submission_suffix: str
     prediction_plot: tuple[str, str]  # (report key, file name) of the per-run picture
     prediction_plot_title: str
+    output_range: tuple[float, float]  # where the per-frame prediction values lie (timelines, overlays)
+    event_column: str | None = None  # a 0/1 prediction column whose runs of 1 are events (violent segments)
 
     # ---- model side ----------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class ValenceArousal(Task):
     submission_suffix = ".txt"
     prediction_plot = ("va_density", "va_density.png")
     prediction_plot_title = "predicted vs true valence/arousal"
+    output_range = (-1.0, 1.0)
 
     def activate(self, steps):
         import torch
@@ -185,6 +188,8 @@ class Violence(Task):
     submission_suffix = ".csv"
     prediction_plot = ("confusion", "confusion.png")
     prediction_plot_title = "confusion matrix"
+    output_range = (0.0, 1.0)
+    event_column = "label"
     threshold = 0.5
 
     def class_weights(self, targets, mask):

@@ -21,6 +21,7 @@ from fgvu.cli import app
 from fgvu.commands.common import console_logging
 from fgvu.extract.config import ExtractConfig
 from fgvu.fusion.config import FitConfig, ModelConfig, build_fit_config
+from fgvu.inference.config import PredictConfig, StreamConfig
 from fgvu.modalities import BY_NAME, MODALITIES
 from fgvu.options import OptionError, config_options, opt
 from fgvu.synth.features import write_feature_cache
@@ -32,6 +33,8 @@ NOT_OPTIONS = {"recon"}
 NON_FIELD_OPTIONS = {
     "fit": {"cache", "dataset", "task", "out", "force", "allow_partial", "quiet", "old_progress"},
     "extract": {"old_progress"},
+    "predict": {"run", "video_files", "split", "out", "cache", "allow_unfinished", "allow_partial"},
+    "stream": {"run"},
 }
 # every option name users may have in scripts (from before the options were generated)
 OLD_NAMES = {
@@ -45,7 +48,7 @@ OLD_NAMES = {
                "--caption-every --video-frames --parts --part --device --caption-prompt --reuse-captions --frames "
                "--labels --limit --engine --image-batch --clip-batch --caption-batch --progress --no-progress",
 }
-CONFIGS = {"fit": FitConfig, "extract": ExtractConfig}
+CONFIGS = {"fit": FitConfig, "extract": ExtractConfig, "predict": PredictConfig, "stream": StreamConfig}
 
 
 def invoke(*args):
@@ -74,7 +77,7 @@ def help_text(*path: str) -> str:
     return " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("name", ["fit", "extract"])
+@pytest.mark.parametrize("name", ["fit", "extract", "predict", "stream"])
 def test_every_field_is_an_option_and_every_option_a_field(name):
     params = {p.name for p in command(name).params}
     fields = field_names(CONFIGS[name])
@@ -100,14 +103,14 @@ def test_a_field_without_a_spec_cannot_become_an_option():
 
 
 @pytest.mark.parametrize("path", [("fit",), ("extract",), ("evaluate",), ("predict",), ("ablations",), ("report",),
-                                  ("demo",), ("cache", "export"), ("synth", "videos"), ("synth", "features"),
+                                  ("demo",), ("stream",), ("cache", "export"), ("synth", "videos"), ("synth", "features"),
                                   ("convert", "minigpt4")])
 def test_help_shows_defaults_in_one_style(path):
     text = help_text(*path)
     assert "[default:" not in text and "default: (" not in text
 
 
-@pytest.mark.parametrize("name", ["fit", "extract"])
+@pytest.mark.parametrize("name", ["fit", "extract", "predict", "stream"])
 def test_help_shows_each_fields_real_default_and_choices(name):
     text = help_text(name)
     for field in options.declared(CONFIGS[name]):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from fgvu.cache.commit import iter_committed_parts
 from fgvu.cache.integrity import part_findings, status_lines
 from fgvu.cache.reader import video_column
@@ -30,14 +32,17 @@ def cache_info(cache: str | Path) -> dict:
     totals: Counter = Counter()
     failures = []
     missing = []  # frames without an image, per video
+    labelled = 0  # frames with every target valid; 0 for a cache extracted without labels
     parts = list(iter_committed_parts(cache))
     for part in parts:
         totals.update(part.rows)
         failures += [{**f, "part": part.name} for f in part.failures]
         if part.n_videos:
             splits.update(video_column(part, "split").tolist())
-            if "videos/missing_frames" in part.group():  # absent from parts written by fgvu 0.1
+            group = part.group()
+            if "videos/missing_frames" in group:  # absent from parts written by fgvu 0.1
                 missing += video_column(part, "missing_frames").tolist()
+            labelled += int(np.asarray(group["targets/mask"][: part.rows["frames"]]).all(axis=1).sum())
     findings = part_findings(cache, spec, parts)
     return {
         "path": str(cache),
@@ -55,6 +60,7 @@ def cache_info(cache: str | Path) -> dict:
         "frames": totals["frames"],
         "missing_frames": int(sum(missing)),
         "videos_with_missing_frames": sum(1 for m in missing if m > 0),
+        "labelled_frames": labelled,
         "image_rows": totals[GRIDS["image"].table],
         "caption_rows": totals[GRIDS["caption"].table],
         "dims": dict(spec.dims),
@@ -79,6 +85,8 @@ def info_lines(info: dict) -> list[str]:
         f"caption rows: {info['caption_rows']}",
         f"frames without an image (no face crop; masked): {info['missing_frames']} in "
         f"{info['videos_with_missing_frames']} videos",
+        f"labelled frames: {info['labelled_frames']}" if info["labelled_frames"] or not info["frames"]
+        else "labels: none (every target is masked; `fgvu predict` works, `fgvu fit` and `evaluate` need labels)",
         "dims: " + ", ".join(f"{k} {v}" for k, v in info["dims"].items())
         + f"   video clips: T = {', '.join(map(str, info['video_frames']))}",
         "sampling: " + ", ".join(f"{k}={v}" for k, v in info["sampling"].items()),

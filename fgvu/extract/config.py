@@ -18,6 +18,7 @@ from fgvu.extract.encoders.registry import ENCODER_SETS
 from fgvu.options import QUIET_HELP, int_list, opt
 from fgvu.sampling import SamplingPlan
 from fgvu.settings import paths
+from fgvu.tasks import TASKS
 
 DATASETS = tuple(sorted(ADAPTERS))
 ENGINES = ("local", "ray")
@@ -62,6 +63,9 @@ class ExtractConfig:
         "(stretch it) or center-crop (CLIP's own eval transform, which cuts the sides off a 16:9 frame). Square "
         "face crops are the same under all three. Recorded in the encoder fingerprint.")
     labels: str | None = opt(None, "folder only: the labels CSV.", shown="ROOT/labels.csv")
+    task: str | None = opt(None, "folder only: the task; a folder without any labels needs it and is extracted "
+                           "unlabelled (targets all masked, split test, for `fgvu predict`).", choices=tuple(TASKS),
+                           shown="inferred from the labels")
     limit: int | None = opt(None, "Extract only the first N videos (by name); for quick trials.", ge=1,
                             shown="every video")
     # distribution

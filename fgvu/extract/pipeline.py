@@ -164,10 +164,12 @@ def build_dataset(cfg: ExtractConfig):
 
     if cfg.frames != "auto" and cfg.dataset != "aff-wild2":
         raise ExtractConfigError(f"--frames {cfg.frames} is only available for aff-wild2")
+    folder = cfg.dataset == "folder"
     options = {"frames": cfg.frames if cfg.dataset == "aff-wild2" else None,
-               "labels": cfg.labels if cfg.dataset == "folder" else None}
-    if cfg.labels and cfg.dataset != "folder":
-        raise ExtractConfigError("--labels is only used by the folder dataset")
+               "labels": cfg.labels if folder else None, "task": cfg.task if folder else None}
+    for name, value in (("--labels", cfg.labels), ("--task", cfg.task)):
+        if value and not folder:
+            raise ExtractConfigError(f"{name} is only used by the folder dataset")
     adapter = build_adapter(cfg.dataset, cfg.root_path, **options)
     items = sorted(adapter.items(), key=lambda item: item.name)
     if cfg.limit is not None:

@@ -113,6 +113,17 @@ def evaluate_windows(model, data: FeatureData, video_rows: np.ndarray, norm) -> 
     return table_metrics(task, table), table
 
 
+def feature_data(ckpt, view: CacheView, run: str | Path = "the run", device: str = "cpu") -> FeatureData:
+    """The features of `view` that a loaded run reads, checked against the run's task and feature dims."""
+    cfg = ckpt.cfg
+    if view.spec.task != ckpt.task:
+        raise DataError(f"cache {view.path} is a {view.spec.task} cache, but run {run} was trained for {ckpt.task}")
+    data = FeatureData(view, cfg.model.modalities, device=device, **length_options(cfg))
+    if data.dims != {m: int(d) for m, d in ckpt.meta["dims"].items()}:
+        raise DataError(f"cache {view.path} has feature dims {data.dims}, run {run} was trained on {ckpt.meta['dims']}")
+    return data
+
+
 def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = False, allow_partial: bool = False):
     from fgvu.fusion.checkpoint import load_checkpoint
 
@@ -123,12 +134,7 @@ def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = Fa
     cfg = ckpt.cfg
     view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
                       allow_partial=allow_partial)
-    if view.spec.task != ckpt.task:
-        raise DataError(f"cache {cache} is a {view.spec.task} cache, but run {run} was trained for {ckpt.task}")
-    data = FeatureData(view, cfg.model.modalities, **length_options(cfg))
-    if data.dims != {m: int(d) for m, d in ckpt.meta["dims"].items()}:
-        raise DataError(f"cache {cache} has feature dims {data.dims}, run {run} was trained on {ckpt.meta['dims']}")
-    return ckpt, data
+    return ckpt, feature_data(ckpt, view, run)
 
 
 def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:

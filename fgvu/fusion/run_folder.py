@@ -8,6 +8,8 @@
     val_frames.npz      frame-level validation predictions of the best epoch (a FrameTable)
     eval.json, eval-<split>.json, predictions-<split>/, report/, error.txt (a failed ablation run)
     fit.lock            flock held by the fit writing the folder (its pid inside); see `locked`
+    predictions-videos/ `fgvu predict RUN VIDEO...`: per video a CSV, a timeline PNG (and events)
+    stream-<source>/    `fgvu stream RUN --source ...`: the per-frame CSV, windows.csv, latency.json
 
 Everything that reads or writes these files goes through this module, and "is this a finished
 run of that configuration on that cache?" has one answer, `is_finished`.
@@ -181,6 +183,16 @@ def read_epochs(run: str | Path) -> list[dict]:
 def eval_file(run: str | Path, split: str) -> Path:
     """Where `fgvu evaluate` writes a split's result."""
     return Path(run) / (EVAL if split == "val" else f"eval-{split}.json")
+
+
+def video_predictions_dir(run: str | Path) -> Path:
+    """Where `fgvu predict RUN VIDEO...` writes by default."""
+    return Path(run) / "predictions-videos"
+
+
+def stream_dir(run: str | Path, source_name: str) -> Path:
+    """Where `fgvu stream RUN --source ...` writes by default."""
+    return Path(run) / f"stream-{source_name}"
 
 
 def clear_outputs(run: str | Path) -> None:

@@ -18,6 +18,10 @@ a hash of the name) is "val" and the rest "train". Videos without labels are ski
 warning (`unannotated` lists them), and so are rows of the labels CSV that name no video
 (`orphans`); both are in the extraction summary (`notices`). The labels CSV follows CSV
 quoting, so `"clip, take 2.mp4",1` names one video.
+
+A folder with no labels at all (no labels CSV, no per-frame CSV) is read unlabelled when `task=`
+names its task: every video is an item of the "test" split whose targets are all masked, ready
+for `fgvu predict --split test`.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ class FolderAdapter(DatasetAdapter):
             else:
                 first = next((a for a in map(self._frame_annotation, self._videos().values()) if a), None)
                 if first is None:
-                    raise DatasetError(f"folder: no labels.csv and no per-frame CSVs under {self.root}. "
+                    raise DatasetError(f"folder: no labels.csv and no per-frame CSVs under {self.root}; pass "
+                                       f"--task {'|'.join(TASKS)} to read the videos without labels. "
                                        f"Expected layout:\n{self.layout_help}")
                 self._task = _frame_table_task(first)
         return self._task
@@ -131,13 +136,18 @@ class FolderAdapter(DatasetAdapter):
                 self.unannotated.append(name)
                 continue
             items.append(VideoItem(name, path, split or self._split(name), annotation))
+        if not items and labels is None and self._task is not None:
+            # no labels anywhere and the task was named: every video unlabelled, targets all masked
+            self.skipped = []
+            return [VideoItem(name, path, "test", None) for name, path in sorted(videos.items())]
         if per_video is not None:
             names = set(videos) | {n.rsplit("/", 1)[-1] for n in videos}
             self.orphans = sorted(set(per_video) - names)
         for notice in self.notices():
             warnings.warn(notice, stacklevel=2)
         if not items:
-            raise DatasetError(f"folder: none of the {len(videos)} videos under {self.root} has labels. "
+            hint = f" (pass --task {'|'.join(TASKS)} to read them without labels)" if labels is None else ""
+            raise DatasetError(f"folder: none of the {len(videos)} videos under {self.root} has labels{hint}. "
                                f"Expected layout:\n{self.layout_help}")
         self._assign_hashed_splits(items)
         return items
