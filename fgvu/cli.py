@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "fgvu.commands.extract",
     "fgvu.commands.fit",
     "fgvu.commands.evaluate",
+    "fgvu.commands.score",
+    "fgvu.commands.cv",
     "fgvu.commands.ablations",
     "fgvu.commands.cache",
     "fgvu.commands.synth",

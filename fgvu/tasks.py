@@ -28,6 +28,10 @@ class TaskError(FgvuError):
     """A task name or a task option that does not exist."""
 
 
+# Aff-Wild2 annotates two people of one recording as `<video>_left` and `<video>_right`.
+PERSON_SUFFIXES = ("_left", "_right")
+
+
 class Task:
     """The interface of a task entry; see `ValenceArousal` and `Violence`."""
 
@@ -43,6 +47,17 @@ class Task:
     submission_suffix: str
     prediction_plot: tuple[str, str]  # (report key, file name) of the per-run picture
     prediction_plot_title: str
+    # name suffixes of tracks that share one recording (`<base><suffix>`): splits and
+    # bootstraps group them by `base_video`, so two tracks of one video never fall apart
+    group_suffixes: tuple[str, ...] = ()
+
+    def base_video(self, name: str) -> str:
+        """The recording a video (track) belongs to: the unit that splits keep together and that
+        bootstrap intervals resample."""
+        for suffix in self.group_suffixes:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return name[: -len(suffix)]
+        return name
 
     # ---- model side ----------------------------------------------------------------------
 
@@ -80,13 +95,46 @@ class Task:
         """The benchmark metrics over the valid frames."""
         raise NotImplementedError
 
+    def statistics(self, y_true: np.ndarray, y_pred: np.ndarray, mask: np.ndarray,
+                   prob: np.ndarray | None) -> np.ndarray:
+        """Per-frame additive sums [N, S] from which `from_statistics` gives the metrics of any
+        set of frames (bootstrap draws sum them per video)."""
+        raise NotImplementedError
+
+    def from_statistics(self, stats: np.ndarray) -> dict[str, np.ndarray]:
+        """The scalar metrics of summed `statistics` [..., S], vectorised over leading axes."""
+        raise NotImplementedError
+
+    def degenerate(self, y_true: np.ndarray, mask: np.ndarray) -> str | None:
+        """Why the valid targets cannot support the metrics (a single class), or None."""
+        return None
+
     def prediction_rows(self, values: np.ndarray) -> np.ndarray:
         """Averaged frame values [N, V] -> the `prediction_columns` [N, C] of a per-frame table."""
         return values
 
+    # ---- submission files (formats in fgvu.submissions) ----------------------------------------
+
     def write_submission(self, out: Path, video: str, values: np.ndarray) -> Path:
         """Write one video's frame-level predictions in the benchmark's submission format."""
         raise NotImplementedError
+
+    def write_from_sample(self, sample: Path, out: Path, values: dict[str, np.ndarray]):
+        """The organisers' sample (or the dataset's template) filled with frame-level values per
+        video, exactly its rows in its order; a `fgvu.submissions.WrittenSubmission`."""
+        raise NotImplementedError
+
+    def read_predictions(self, path: Path) -> dict:
+        """Submission files -> {video: fgvu.submissions.VideoFrames} (0-based frames)."""
+        raise NotImplementedError
+
+    def read_annotations(self, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The dataset's annotation files -> {video: (targets [n, K], mask [n, K])}."""
+        raise NotImplementedError
+
+    def scored_values(self, frames) -> tuple[np.ndarray, np.ndarray | None]:
+        """A video's read predictions (`VideoFrames`) -> (y_pred [n, K], prob or None) for `metrics`."""
+        return frames.values, None
 
     # ---- data checks ------------------------------------------------------------------------
 
@@ -124,6 +172,7 @@ class ValenceArousal(Task):
     submission_suffix = ".txt"
     prediction_plot = ("va_density", "va_density.png")
     prediction_plot_title = "predicted vs true valence/arousal"
+    group_suffixes = PERSON_SUFFIXES
 
     def activate(self, steps):
         import torch
@@ -142,14 +191,38 @@ class ValenceArousal(Task):
 
         return va_metrics(y_true, y_pred, mask)
 
+    def statistics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import va_statistics
+
+        return va_statistics(y_true, y_pred, mask)
+
+    def from_statistics(self, stats):
+        from fgvu.fusion.metrics import va_from_statistics
+
+        return va_from_statistics(stats)
+
     def write_submission(self, out, video, values):
         """ABAW format: OUT/<video>.txt, `image_location,valence,arousal`, rows `<video>/00001.jpg,v,a`
         (1-based, as the cropped_aligned frames are named)."""
-        path = Path(out) / f"{video}{self.submission_suffix}"
-        lines = ["image_location,valence,arousal"]
-        lines += [f"{video}/{f + 1:05d}.jpg,{p[0]:.6f},{p[1]:.6f}" for f, p in enumerate(values)]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        from fgvu.submissions import write_abaw_video
+
+        return write_abaw_video(out, video, values)
+
+    def write_from_sample(self, sample, out, values):
+        """OUT/predictions.txt in the order and count of the ABAW sample file."""
+        from fgvu.submissions import write_abaw_file
+
+        return write_abaw_file(sample, out, values)
+
+    def read_predictions(self, path):
+        from fgvu.submissions import read_abaw_predictions
+
+        return read_abaw_predictions(path)
+
+    def read_annotations(self, path):
+        from fgvu.submissions import read_va_annotations
+
+        return read_va_annotations(path)
 
     def valid_values(self, values):
         return np.isfinite(values) & (np.abs(values) <= 1.0)
@@ -218,17 +291,52 @@ class Violence(Task):
         result = violence_metrics(y_true[m, 0].astype(np.int64), prob[m], threshold=self.threshold)
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
 
+    def statistics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import violence_statistics
+
+        source = prob if prob is not None else y_pred[:, 0]
+        return violence_statistics(y_true[:, 0], source, mask[:, 0], threshold=self.threshold)
+
+    def from_statistics(self, stats):
+        from fgvu.fusion.metrics import violence_from_statistics
+
+        return violence_from_statistics(stats)
+
+    def degenerate(self, y_true, mask):
+        classes = np.unique(y_true[mask[:, 0], 0])
+        return f"only class {int(classes[0])} among the valid frames" if len(classes) == 1 else None
+
     def prediction_rows(self, values):
         prob = values[:, 0]
         return np.stack([prob, (prob >= self.threshold).astype(values.dtype)], axis=1)
 
     def write_submission(self, out, video, values):
-        """DVD format: OUT/<video>.csv, `Frame_Number,Predicted_Label`, one row per frame (0-based)."""
-        path = Path(out) / f"{video}{self.submission_suffix}"
-        lines = ["Frame_Number,Predicted_Label"]
-        lines += [f"{f},{int(p[0] >= self.threshold)}" for f, p in enumerate(values)]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        """DVD format: OUT/<video>.csv, `Frame_Number,Predicted_Label,Violence_Probability`, one row
+        per frame, numbered from 0 (no template: the decoder's frame index)."""
+        from fgvu.submissions import write_dvd_video
+
+        return write_dvd_video(out, video, values[:, 0], self.threshold)
+
+    def write_from_sample(self, sample, out, values):
+        """OUT/<video>.csv for each CSV of the template folder, with its rows and frame numbering."""
+        from fgvu.submissions import write_dvd_from_template
+
+        return write_dvd_from_template(sample, out, {v: p[:, 0] for v, p in values.items()}, self.threshold)
+
+    def read_predictions(self, path):
+        from fgvu.submissions import read_dvd_predictions
+
+        return read_dvd_predictions(path)
+
+    def read_annotations(self, path):
+        from fgvu.submissions import read_violence_annotations
+
+        return read_violence_annotations(path)
+
+    def scored_values(self, frames):
+        """Labels, and P(violent) when the file has it (else the labels stand in, so ECE is of 0/1)."""
+        prob = frames.prob if frames.prob is not None else frames.values[:, 0]
+        return frames.values, prob
 
     def valid_values(self, values):
         return (values == 0.0) | (values == 1.0)

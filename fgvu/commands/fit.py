@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from fgvu.commands.common import old_progress_option, option, quiet_option, show_progress
+from fgvu.commands.common import console_logging, old_progress_option, option, quiet_option, show_progress
 from fgvu.fusion.config import FitConfig
 from fgvu.options import config_options
 from fgvu.settings import SettingsError
@@ -47,10 +47,27 @@ def fit_cmd(
         raise SettingsError(f"--task {task} disagrees with cache {cache}, which holds {spec.task} targets")
     if out is None:
         out = Path(paths().runs) / f"{spec.dataset}-{''.join(cfg.model.modalities)}-{cfg.model.fusion}-s{cfg.seed}"
-    result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force)
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float))
-    typer.echo(f"best epoch {result['best_epoch']} of {result['epochs_run']}: {metrics}")
+    with console_logging():
+        result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force)
+    typer.echo("\n".join(result_lines(result)))
     typer.echo(f"run folder: {out}")
+
+
+def result_lines(result: dict) -> list[str]:
+    """What a finished fit prints: the selection split's best epoch, then the reported score with intervals."""
+    from fgvu.fusion.run_folder import reported
+
+    primary, split = result["primary"], result["reported_on"]
+    shown = reported(result)
+    scores = "  ".join(f"{k} {v:.4f}" + (f" [{shown[k + '_ci'][0]:.4f}, {shown[k + '_ci'][1]:.4f}]"
+                                         if shown.get(k + "_ci") else "")
+                       for k, v in shown.items() if isinstance(v, float))
+    return [
+        f"best epoch {result['best_epoch']} of {result['epochs_run']}, selected on {result['selected_on']} "
+        f"({result['n_select_videos']} videos): {primary} {result['select'][primary]:.4f}",
+        f"reported on {split} ({result['n_' + split + '_videos']} videos, "
+        f"{result['label']}; 95% CI over base videos): {scores}",
+    ]
 
 
 def register(app: typer.Typer) -> None:
