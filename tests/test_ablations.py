@@ -368,3 +368,27 @@ def test_resume_notices_a_cache_rewritten_at_the_same_path(tmp_path):
     shutil.rmtree(cache)
     write_feature_cache(cache, "va", videos=5, frames=120, dims=8)  # re-extracted: other videos
     assert _finished(run, cfg, cache, cache_fingerprint(cache)) is None
+
+
+def test_reports_label_runs_selected_on_val_and_compare_over_videos(tmp_path):
+    """Issue 10: numbers selected on val say so in every table; the paired bootstrap sits next to the t-test."""
+    from fgvu.ablations.report import write_report
+    from fgvu.ablations.runner import GridPlan, RunResult, RunSpec
+
+    grid = Grid((Ablation("full", "reference"), Ablation("concat", "fusion", model={"fusion": "concat"})))
+    plan = GridPlan(tmp_path / "cache", "va", grid, [0, 1], grid.build())
+    results = []
+    for config, seed in ((c, s) for c in ("full", "concat") for s in (0, 1)):
+        run = tmp_path / "runs" / f"{config}-s{seed}"
+        _fake_run(run, "va", seed=seed + (10 if config == "concat" else 0))  # metrics.json of fgvu 0.1: selected on val
+        spec = RunSpec(config, "x", seed, plan.configs[config])
+        results.append(RunResult(spec, "resumed", run, json.loads((run / "metrics.json").read_text())))
+    files = write_report(plan, results, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "| concat | fusion | 2 |" in md and "| selected on |" in md and md.count("| val |") == 2
+    assert "selected on val" in md and "optimistic" in md
+    summary = {r["config"]: r for r in csv.DictReader(open(files["summary"]))}
+    assert summary["concat"]["selected_on"] == "selected on val" and summary["concat"]["n_videos"] == "3"
+    assert 0 < float(summary["concat"]["video_p"]) <= 1 and summary["full"]["video_p"] == ""
+    runs = list(csv.DictReader(open(files["runs"])))
+    assert {r["selected_on"] for r in runs} == {"selected on val"} and {r["reported_on"] for r in runs} == {"val"}

@@ -54,20 +54,24 @@ def fit_cmd(
 
 
 def result_lines(result: dict) -> list[str]:
-    """What a finished fit prints: the selection split's best epoch, then the reported score with intervals."""
-    from fgvu.fusion.run_folder import reported
+    """What a finished fit prints: the selection split's best epoch, then the reported score with
+    its intervals (a metrics.json from before the selection hold-out has only the second)."""
+    from fgvu.fusion.run_folder import reported, selection_label
 
-    primary, split = result["primary"], result["reported_on"]
+    split = result.get("reported_on", "val")
     shown = reported(result)
     scores = "  ".join(f"{k} {v:.4f}" + (f" [{shown[k + '_ci'][0]:.4f}, {shown[k + '_ci'][1]:.4f}]"
                                          if shown.get(k + "_ci") else "")
                        for k, v in shown.items() if isinstance(v, float))
-    return [
-        f"best epoch {result['best_epoch']} of {result['epochs_run']}, selected on {result['selected_on']} "
-        f"({result['n_select_videos']} videos): {primary} {result['select'][primary]:.4f}",
-        f"reported on {split} ({result['n_' + split + '_videos']} videos, "
-        f"{result['label']}; 95% CI over base videos): {scores}",
-    ]
+    lines = [f"best epoch {result['best_epoch']} of {result['epochs_run']}"]
+    if "select" in result:
+        primary = result["primary"]
+        lines[0] += (f", selected on {result['selected_on']} ({result['n_select_videos']} videos): "
+                     f"{primary} {result['select'][primary]:.4f}")
+    n_videos = result.get(f"n_{split}_videos")
+    lines.append(f"reported on {split}" + (f" ({n_videos} videos)" if n_videos else "")
+                 + f", {selection_label(result)}; 95% CI over base videos: {scores}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
