@@ -24,7 +24,9 @@ import numpy as np
 from fgvu.cache import CacheError, CacheView, cache_fingerprint, open_cache, read_spec
 from fgvu.fusion import bootstrap
 from fgvu.fusion.data import FeatureData, length_options
-from fgvu.fusion.run_folder import FrameTable, eval_file, foreign_tag, read_metrics, selection_label
+from fgvu.fusion.run_folder import (
+    FrameTable, RunFolderError, eval_file, foreign_tag, read_metrics, selection_label,
+)
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
@@ -192,7 +194,7 @@ def _selection_of(run: Path, loaded: Loaded, split: str) -> str | None:
         return None
     try:
         metrics = read_metrics(run)
-    except Exception:  # noqa: BLE001 - an unfinished run folder: evaluate still works, unlabelled
+    except RunFolderError:  # an unfinished run folder: evaluate still works, unlabelled
         return None
     if split == "select" or split == metrics.get("reported_on", "val"):
         return selection_label(metrics)
