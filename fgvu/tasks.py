@@ -2,8 +2,10 @@
 
 Each task is one entry of `TASKS`. An entry says what the targets are, how many outputs the
 model has and how they are activated, which losses fit, how per-step outputs become frame-level
-predictions, which metrics are reported (and which one selects the best epoch), how the
-benchmark's submission files look, and how a run's predictions are drawn. Every task-specific
+predictions, which metrics are reported (and which one selects the best epoch) and the additive
+statistics they come from (for bootstrap intervals), which videos are tracks of one recording
+(`base_video`: splits and bootstraps group by it), how the benchmark's submission files are
+written and read (`fgvu.submissions`), and how a run's predictions are drawn. Every task-specific
 decision elsewhere reads from the entry, so adding a task means one entry here plus its dataset
 adapter (`fgvu/extract/datasets/`).
 

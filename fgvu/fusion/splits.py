@@ -13,7 +13,8 @@ whose own splits put two tracks of one recording apart is refused.
 - select: what early stopping selects the epoch on. By default a seeded hold-out of about
   `select_fraction` of the remaining training videos, so the reported score comes from videos
   that model selection never saw; `select_on="val"` (the common ABAW practice) selects on the
-  report split itself, and every number is then labelled "selected on val".
+  validation videos (the report split itself, unless the report is on test), and every number
+  is then labelled "selected on val".
 - train: the rest.
 """
 
