@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "fgvu.commands.fit",
     "fgvu.commands.evaluate",
     "fgvu.commands.infer",
+    "fgvu.commands.score",
+    "fgvu.commands.cv",
     "fgvu.commands.ablations",
     "fgvu.commands.cache",
     "fgvu.commands.synth",

@@ -2,8 +2,10 @@
 
 Each task is one entry of `TASKS`. An entry says what the targets are, how many outputs the
 model has and how they are activated, which losses fit, how per-step outputs become frame-level
-predictions, which metrics are reported (and which one selects the best epoch), how the
-benchmark's submission files look, and how a run's predictions are drawn. Every task-specific
+predictions, which metrics are reported (and which one selects the best epoch) and the additive
+statistics they come from (for bootstrap intervals), which videos are tracks of one recording
+(`base_video`: splits and bootstraps group by it), how the benchmark's submission files are
+written and read (`fgvu.submissions`), and how a run's predictions are drawn. Every task-specific
 decision elsewhere reads from the entry, so adding a task means one entry here plus its dataset
 adapter (`fgvu/extract/datasets/`).
 
@@ -19,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fgvu.errors import FgvuError
-from fgvu.safe_names import file_in
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 class TaskError(FgvuError):
     """A task name or a task option that does not exist."""
+
+
+# Aff-Wild2 annotates two people of one recording as `<video>_left` and `<video>_right`.
+PERSON_SUFFIXES = ("_left", "_right")
 
 
 class Task:
@@ -46,6 +51,17 @@ class Task:
     prediction_plot_title: str
     output_range: tuple[float, float]  # where the per-frame prediction values lie (timelines, overlays)
     event_column: str | None = None  # a 0/1 prediction column whose runs of 1 are events (violent segments)
+    # name suffixes of tracks that share one recording (`<base><suffix>`): splits and
+    # bootstraps group them by `base_video`, so two tracks of one video never fall apart
+    group_suffixes: tuple[str, ...] = ()
+
+    def base_video(self, name: str) -> str:
+        """The recording a video (track) belongs to: the unit that splits keep together and that
+        bootstrap intervals resample."""
+        for suffix in self.group_suffixes:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return name[: -len(suffix)]
+        return name
 
     # ---- model side ----------------------------------------------------------------------
 
@@ -83,13 +99,46 @@ class Task:
         """The benchmark metrics over the valid frames."""
         raise NotImplementedError
 
+    def statistics(self, y_true: np.ndarray, y_pred: np.ndarray, mask: np.ndarray,
+                   prob: np.ndarray | None) -> np.ndarray:
+        """Per-frame additive sums [N, S] from which `from_statistics` gives the metrics of any
+        set of frames (bootstrap draws sum them per video)."""
+        raise NotImplementedError
+
+    def from_statistics(self, stats: np.ndarray) -> dict[str, np.ndarray]:
+        """The scalar metrics of summed `statistics` [..., S], vectorised over leading axes."""
+        raise NotImplementedError
+
+    def degenerate(self, y_true: np.ndarray, mask: np.ndarray) -> str | None:
+        """Why the valid targets cannot support the metrics (a single class), or None."""
+        return None
+
     def prediction_rows(self, values: np.ndarray) -> np.ndarray:
         """Averaged frame values [N, V] -> the `prediction_columns` [N, C] of a per-frame table."""
         return values
 
+    # ---- submission files (formats in fgvu.submissions) ----------------------------------------
+
     def write_submission(self, out: Path, video: str, values: np.ndarray) -> Path:
         """Write one video's frame-level predictions in the benchmark's submission format."""
         raise NotImplementedError
+
+    def write_from_sample(self, sample: Path, out: Path, values: dict[str, np.ndarray]):
+        """The organisers' sample (or the dataset's template) filled with frame-level values per
+        video, exactly its rows in its order; a `fgvu.submissions.WrittenSubmission`."""
+        raise NotImplementedError
+
+    def read_predictions(self, path: Path) -> dict:
+        """Submission files -> {video: fgvu.submissions.VideoFrames} (0-based frames)."""
+        raise NotImplementedError
+
+    def read_annotations(self, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The dataset's annotation files -> {video: (targets [n, K], mask [n, K])}."""
+        raise NotImplementedError
+
+    def scored_values(self, frames) -> tuple[np.ndarray, np.ndarray | None]:
+        """A video's read predictions (`VideoFrames`) -> (y_pred [n, K], prob or None) for `metrics`."""
+        return frames.values, None
 
     # ---- data checks ------------------------------------------------------------------------
 
@@ -128,6 +177,7 @@ class ValenceArousal(Task):
     prediction_plot = ("va_density", "va_density.png")
     prediction_plot_title = "predicted vs true valence/arousal"
     output_range = (-1.0, 1.0)
+    group_suffixes = PERSON_SUFFIXES
 
     def activate(self, steps):
         import torch
@@ -146,15 +196,39 @@ class ValenceArousal(Task):
 
         return va_metrics(y_true, y_pred, mask)
 
+    def statistics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import va_statistics
+
+        return va_statistics(y_true, y_pred, mask)
+
+    def from_statistics(self, stats):
+        from fgvu.fusion.metrics import va_from_statistics
+
+        return va_from_statistics(stats)
+
     def write_submission(self, out, video, values):
         """ABAW format: OUT/<video>.txt, `image_location,valence,arousal`, rows `<video>/00001.jpg,v,a`
-        (1-based, as the cropped_aligned frames are named). The file name is `fgvu.safe_names`'s;
-        the rows keep the real name."""
-        path = file_in(out, video, self.submission_suffix)
-        lines = ["image_location,valence,arousal"]
-        lines += [f"{video}/{f + 1:05d}.jpg,{p[0]:.6f},{p[1]:.6f}" for f, p in enumerate(values)]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        (1-based, as the cropped_aligned frames are named); the file name is
+        `fgvu.safe_names`'s, the rows keep the real name."""
+        from fgvu.submissions import write_abaw_video
+
+        return write_abaw_video(out, video, values)
+
+    def write_from_sample(self, sample, out, values):
+        """OUT/predictions.txt in the order and count of the ABAW sample file."""
+        from fgvu.submissions import write_abaw_file
+
+        return write_abaw_file(sample, out, values)
+
+    def read_predictions(self, path):
+        from fgvu.submissions import read_abaw_predictions
+
+        return read_abaw_predictions(path)
+
+    def read_annotations(self, path):
+        from fgvu.submissions import read_va_annotations
+
+        return read_va_annotations(path)
 
     def valid_values(self, values):
         return np.isfinite(values) & (np.abs(values) <= 1.0)
@@ -225,18 +299,53 @@ class Violence(Task):
         result = violence_metrics(y_true[m, 0].astype(np.int64), prob[m], threshold=self.threshold)
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
 
+    def statistics(self, y_true, y_pred, mask, prob):
+        from fgvu.fusion.metrics import violence_statistics
+
+        source = prob if prob is not None else y_pred[:, 0]
+        return violence_statistics(y_true[:, 0], source, mask[:, 0], threshold=self.threshold)
+
+    def from_statistics(self, stats):
+        from fgvu.fusion.metrics import violence_from_statistics
+
+        return violence_from_statistics(stats)
+
+    def degenerate(self, y_true, mask):
+        classes = np.unique(y_true[mask[:, 0], 0])
+        return f"only class {int(classes[0])} among the valid frames" if len(classes) == 1 else None
+
     def prediction_rows(self, values):
         prob = values[:, 0]
         return np.stack([prob, (prob >= self.threshold).astype(values.dtype)], axis=1)
 
     def write_submission(self, out, video, values):
-        """DVD format: OUT/<video>.csv (named by `fgvu.safe_names`), `Frame_Number,Predicted_Label`, one row
-        per frame (0-based)."""
-        path = file_in(out, video, self.submission_suffix)
-        lines = ["Frame_Number,Predicted_Label"]
-        lines += [f"{f},{int(p[0] >= self.threshold)}" for f, p in enumerate(values)]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        """DVD format: OUT/<video>.csv, `Frame_Number,Predicted_Label,Violence_Probability`, one row
+        per frame, numbered from 0 (no template: the decoder's frame index); the file name is
+        `fgvu.safe_names`'s."""
+        from fgvu.submissions import write_dvd_video
+
+        return write_dvd_video(out, video, values[:, 0], self.threshold)
+
+    def write_from_sample(self, sample, out, values):
+        """OUT/<video>.csv for each CSV of the template folder, with its rows and frame numbering."""
+        from fgvu.submissions import write_dvd_from_template
+
+        return write_dvd_from_template(sample, out, {v: p[:, 0] for v, p in values.items()}, self.threshold)
+
+    def read_predictions(self, path):
+        from fgvu.submissions import read_dvd_predictions
+
+        return read_dvd_predictions(path)
+
+    def read_annotations(self, path):
+        from fgvu.submissions import read_violence_annotations
+
+        return read_violence_annotations(path)
+
+    def scored_values(self, frames):
+        """Labels, and P(violent) when the file has it (else the labels stand in, so ECE is of 0/1)."""
+        prob = frames.prob if frames.prob is not None else frames.values[:, 0]
+        return frames.values, prob
 
     def valid_values(self, values):
         return (values == 0.0) | (values == 1.0)

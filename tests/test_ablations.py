@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from fgvu.ablations.failures import failure_analysis, va_quadrants, violence_per_video
 from fgvu.fusion.run_folder import RunFolderError, load_val_frames, lock_holder
-from fgvu.ablations.grid import Ablation, Grid, GridError, default_grid, load_grid, unavailable_reason
+from fgvu.ablations.grid import RECON_WEIGHT, Ablation, Grid, GridError, default_grid, load_grid, unavailable_reason
 from fgvu.ablations.report import report_run
 from fgvu.ablations.runner import plan_grid, run_ablations
 from fgvu.ablations.stats import holm, paired_t_test, summarize
@@ -101,13 +101,15 @@ def test_default_grid_covers_the_design_and_differs_from_full_in_one_aspect():
     configs = g.build()
     full = configs["full"]
     assert full.model.modalities == ("v", "i", "t") and full.model.fusion == "xattn" and full.model.query == "image"
-    assert full.augment == AUGMENTATIONS and full.recon_weight == 0.0
-    assert set(g.names()) >= {"v", "i", "t", "v+i", "i+t", "v+t", "concat", "xattn-sym", "query-video",
-                               "query-text", "no-aug", "recon", "image-8", "captions-2", "captions-8",
+    # issue 10: the reference is the paper's full model, with both regularisers the abstract names
+    assert full.augment == AUGMENTATIONS and full.recon_weight == RECON_WEIGHT > 0 and full.model.stages == "parallel"
+    assert set(g.names()) >= {"v", "i", "t", "v+i", "i+t", "v+t", "concat", "xattn-sym", "sequential", "query-video",
+                               "query-text", "no-aug", "no-recon", "image-8", "captions-2", "captions-8",
                                "video-8", "video-32"} | {f"aug-{a}" for a in AUGMENTATIONS}
     assert configs["v+t"].model.query == "video" and configs["t"].model.query == "text"
     assert configs["aug-mixup"].augment == ("mixup",) and configs["no-aug"].augment == ()
-    assert configs["recon"].recon_weight > 0 and configs["recon"].model.recon
+    assert configs["no-recon"].recon_weight == 0.0 and configs["no-recon"].augment == AUGMENTATIONS
+    assert configs["sequential"].model.stages == "sequential" and configs["sequential"].recon_weight == RECON_WEIGHT
     assert configs["captions-8"].captions == 8 and configs["video-32"].video_frames == 32
     assert configs["concat"].model.fusion == "concat" and configs["concat"].augment == AUGMENTATIONS
 
@@ -304,7 +306,9 @@ def test_runner_writes_every_file_resumes_and_survives_failures(small_cache, tmp
     md = (out / "ablations.md").read_text()
     assert "| **full** | reference | 2 |" in md and "| concat | fusion | 2 |" in md
     assert "Failed runs (2" in md and "![Mean ± std per configuration](plots/bars.png)" in md
-    assert "best-epoch validation score; early stopping used the same validation videos" in md
+    # issue 10: the table says where the epoch was selected and compares over videos as well as seeds
+    assert "selected on a training hold-out" in md and "which model selection never saw" in md
+    assert "paired bootstrap over the reported base videos" in md and "Δ over videos [95% CI]" in md
 
     # resume: finished runs are not repeated, failed ones are retried
     calls = _count_fits(monkeypatch)
@@ -335,7 +339,7 @@ def test_cli_dry_run_and_report(small_cache, tmp_path):
                                  "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert "skipping captions-8" in result.output and "skipping video-32" in result.output
-    assert f"{19 * 2} runs" in result.output  # 22 configurations, 3 sampling variants not in this cache
+    assert f"{20 * 2} runs" in result.output  # 23 configurations, 3 sampling variants not in this cache
     assert not (tmp_path / "o").exists()
     wrong = runner.invoke(app, ["ablations", str(small_cache), "--task", "violence", "--dry-run"])
     assert wrong.exit_code != 0 and "holds task 'va'" in str(wrong.exception)
@@ -422,3 +426,27 @@ def test_killing_the_parent_with_kill_9_ends_its_workers(small_cache, tmp_path):
         time.sleep(0.05)
     assert not [w for w in workers if _alive(w)], "workers outlived their parent"
     assert all(lock_holder(out / "runs" / f"full-s{s}") is None for s in (0, 1))  # nobody writes there
+
+
+def test_reports_label_runs_selected_on_val_and_compare_over_videos(tmp_path):
+    """Issue 10: numbers selected on val say so in every table; the paired bootstrap sits next to the t-test."""
+    from fgvu.ablations.report import write_report
+    from fgvu.ablations.runner import GridPlan, RunResult, RunSpec
+
+    grid = Grid((Ablation("full", "reference"), Ablation("concat", "fusion", model={"fusion": "concat"})))
+    plan = GridPlan(tmp_path / "cache", "va", grid, [0, 1], grid.build())
+    results = []
+    for config, seed in ((c, s) for c in ("full", "concat") for s in (0, 1)):
+        run = tmp_path / "runs" / f"{config}-s{seed}"
+        _fake_run(run, "va", seed=seed + (10 if config == "concat" else 0))  # metrics.json of fgvu 0.1: selected on val
+        spec = RunSpec(config, "x", seed, plan.configs[config])
+        results.append(RunResult(spec, "resumed", run, json.loads((run / "metrics.json").read_text())))
+    files = write_report(plan, results, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "| concat | fusion | 2 |" in md and "| selected on |" in md and md.count("| val |") == 2
+    assert "selected on val" in md and "optimistic" in md
+    summary = {r["config"]: r for r in csv.DictReader(open(files["summary"]))}
+    assert summary["concat"]["selected_on"] == "selected on val" and summary["concat"]["n_videos"] == "3"
+    assert 0 < float(summary["concat"]["video_p"]) <= 1 and summary["full"]["video_p"] == ""
+    runs = list(csv.DictReader(open(files["runs"])))
+    assert {r["selected_on"] for r in runs} == {"selected on val"} and {r["reported_on"] for r in runs} == {"val"}

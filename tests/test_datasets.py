@@ -98,12 +98,12 @@ def test_affwild2_nested_layout_cropped_frames_and_test_list_option(tmp_path):
     touch(root / "raw/videos/batch1/x.mp4")
     touch(root / "raw/videos/batch1/y.mp4")
     ann = root / "annotations/VA_Estimation_Challenge"
-    va_file(ann / "Train_Set/x_left.txt", [(0, 0)])
+    va_file(ann / "Validation_Set/x_left.txt", [(0, 0)])
     va_file(ann / "Validation_Set/x_right.txt", [(0, 0)])
     test_list = touch(tmp_path / "test_names.txt", "y.mp4\n\n")
     items = build_adapter("aff-wild2", root, test_list=test_list).items()
     assert [(it.name, it.split, it.source.name) for it in items] == [
-        ("x_left", "train", "x.mp4"), ("x_right", "val", "x.mp4"), ("y", "test", "y.mp4")]
+        ("x_left", "val", "x.mp4"), ("x_right", "val", "x.mp4"), ("y", "test", "y.mp4")]
     for name in ("x_left", "x_right"):
         frame_folder(root / "faces/cropped_aligned" / name, 3)
     cropped = build_adapter("aff-wild2", root, frames="cropped_aligned", test_list=test_list)
@@ -138,6 +138,21 @@ def test_affwild2_tracks_read_their_own_crops_by_default_and_count_frames_from_t
     assert adapter.load_targets(left, 10).warnings == []
     with pytest.warns(UserWarning, match=r"ghost \(no video\)"):
         assert build_adapter("aff-wild2", root, frames="video").items()[0].source == root / "batch1/p.mp4"
+
+
+def test_affwild2_tracks_of_one_video_in_two_splits_are_an_error_naming_both_files(tmp_path):
+    """Issue 10: `_left` in Train_Set and `_right` in Validation_Set would leak the video across splits."""
+    root = tmp_path / "aw"
+    touch(root / "batch1/x.mp4")
+    ann = root / "VA_Estimation_Challenge"
+    left, right = va_file(ann / "Train_Set/x_left.txt", [(0, 0)]), va_file(ann / "Validation_Set/x_right.txt", [(0, 0)])
+    with pytest.raises(DatasetError, match=rf"x_left \(train\) and x_right \(val\).*{left}.*{right}"):
+        build_adapter("aff-wild2", root).items()
+    # a test list naming one track of a training video is the same conflict
+    right.unlink()
+    test_list = touch(tmp_path / "test.txt", "x_right\n")
+    with pytest.raises(DatasetError, match=r"x_left \(train\) and x_right \(test\).*the test list"):
+        build_adapter("aff-wild2", root, test_list=test_list).items()
 
 
 def test_affwild2_targets_follow_video_frames(tmp_path):

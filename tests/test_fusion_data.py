@@ -170,8 +170,9 @@ def test_validation_split_must_exist_and_differ_from_train(view):
         train_val_videos(view, val_split="train")
     with pytest.raises(DataError, match=r"no videos in validation split 'dev'.*train: 6"):
         train_val_videos(view, val_split="dev")
-    train, test = train_val_videos(view, val_split="test")
-    assert set(view.videos.split[test]) == {"test"} and set(view.videos.split[train]) == {"train"}
+    # issue 10: validating (and so possibly early-stopping) on the test split is refused
+    with pytest.raises(DataError, match="--val-split test is refused.*--report-split test"):
+        train_val_videos(view, val_split="test")
     # only the default "val" falls back to a hold-out of the training videos
     no_val = dataclasses.replace(view, videos=dataclasses.replace(
         view.videos, split=np.where(view.videos.split == "val", "test", view.videos.split)))

@@ -219,3 +219,23 @@ def test_reconstruction_trains_encoders_and_fusion_through_the_fused_representat
     assert model.encoders["v"].proj.weight.grad.abs().sum() > 0
     assert model.stages["t"].mha.in_proj_weight.grad.abs().sum() > 0
     assert model.head[0].weight.grad is None  # the task head is not part of the decoder
+
+
+def test_sequential_stages_chain_image_to_video_then_that_result_to_text():
+    torch.manual_seed(0)
+    parallel = FusionModel(small_config(), DIMS, 2, "va").eval()
+    sequential = FusionModel(small_config(stages="sequential"), DIMS, 2, "va").eval()
+    sequential.load_state_dict(parallel.state_dict())  # the same parameters, only the wiring differs
+    x = batch("vit")
+    with torch.no_grad():
+        states = {m: sequential.encoders[m](x[m]) for m in "vit"}
+        a_v, _ = sequential.stages["v"](states["i"], states["v"])
+        a_t, _ = sequential.stages["t"](a_v, states["t"])  # queries from the video stage's result
+        by_hand = sequential.head(torch.cat([states["i"], a_v, a_t], dim=-1))
+        a_t_parallel, _ = parallel.stages["t"](states["i"], states["t"])
+        parallel_by_hand = parallel.head(torch.cat([states["i"], a_v, a_t_parallel], dim=-1))
+        torch.testing.assert_close(sequential(x).steps, torch.tanh(by_hand))
+        torch.testing.assert_close(parallel(x).steps, torch.tanh(parallel_by_hand))
+        assert not torch.allclose(sequential(x).steps, parallel(x).steps)
+    with pytest.raises(FusionModelError, match="--stages sequential chains xattn's stages"):
+        FusionModel(small_config(stages="sequential", fusion="concat"), DIMS, 2, "va")

@@ -75,18 +75,26 @@ def test_run_folder_contents(fused_run, va_cache):
     assert meta["task"] == "va" and meta["dims"] == {"v": 48, "i": 48, "t": 32} and meta["n_steps"] == 16
     assert FitConfig.from_dict(meta["fit"]) == config()
     assert meta["cache_fingerprint"] == cache_fingerprint(va_cache)
-    assert not set(meta["splits"]["train"]) & set(meta["splits"]["val"])
+    # selection apart from reporting (issue 10): train, select and val are three disjoint sets
+    train, select, val = (set(meta["splits"][k]) for k in ("train", "select", "val"))
+    assert train and select and val and not (train & select or train & val or select & val)
+    assert result["selected_on"] == meta["selected_on"] == "holdout" and result["reported_on"] == "val"
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, result["epochs_run"] + 1))
-    assert all({"train_loss", "val", "lr", "seconds"} <= set(r) for r in lines)
-    best = max(lines, key=lambda r: r["val"]["ccc_mean"])
-    assert best["epoch"] == result["best_epoch"] and best["val"] == result["val"]
+    assert all({"train_loss", "select", "lr", "seconds"} <= set(r) for r in lines)
+    best = max(lines, key=lambda r: r["select"]["ccc_mean"])
+    assert best["epoch"] == result["best_epoch"] and best["select"] == result["select"]
     assert json.loads((out / "metrics.json").read_text()) == result
-    assert set(result["val"]) == {"ccc_valence", "ccc_arousal", "ccc_mean"}
+    assert set(result["val"]) == {"ccc_valence", "ccc_arousal", "ccc_mean"} | {
+        f"{k}_ci" for k in ("ccc_valence", "ccc_arousal", "ccc_mean")}
+    for key in ("ccc_valence", "ccc_arousal", "ccc_mean"):
+        lo, hi = result["val"][f"{key}_ci"]
+        assert lo <= result["val"][key] <= hi and hi - lo > 0.01
+    assert result["bootstrap"]["draws"] == 1000 and result["bootstrap"]["n_groups"] == len(val)
     # early stopping: training ends at the last epoch or `patience` epochs after the best one
     cfg = config()
     assert result["epochs_run"] == cfg.epochs or result["epochs_run"] - result["best_epoch"] == cfg.patience
-    # val_frames.npz: every frame of the validation videos; its metrics, recomputed independently, match
+    # val_frames.npz: every frame of the reported videos; its metrics, recomputed independently, match
     frames = np.load(out / "val_frames.npz")
     assert sorted(frames["video_names"].tolist()) == sorted(meta["splits"]["val"])
     for k, name in enumerate(("valence", "arousal")):
@@ -101,7 +109,9 @@ def test_evaluate_reproduces_fit_and_checkpoint_round_trip(fused_run, tmp_path):
     report = evaluate(out)
     for key, value in result["val"].items():
         assert report["metrics"][key] == pytest.approx(value, abs=1e-6)
-    assert json.loads((out / "eval.json").read_text())["metrics"] == pytest.approx(report["metrics"])
+    stored = json.loads((out / "eval.json").read_text())["metrics"]
+    assert stored.keys() == report["metrics"].keys()
+    assert all(stored[k] == pytest.approx(v) for k, v in report["metrics"].items())  # CIs included
     assert len(report["per_video"]) == result["n_val_videos"]
     frames = np.load(out / "val_frames.npz")
     assert report["n_frames"] == len(frames["mask"]) > report["n_valid"] == frames["mask"].all(axis=1).sum()
@@ -169,14 +179,16 @@ def test_violence_cache_learns(root, tmp_path):
     cache = write_feature_cache(root / "violence", task="violence", videos=24, frames=400, seed=0)
     result = fit(cache, config(), tmp_path / "run", progress=False)
     val = result["val"]
-    assert set(val) == {"f1_macro", "accuracy", "confusion", "ece"}
+    assert set(val) == {"f1_macro", "accuracy", "confusion", "ece", "f1_macro_ci", "accuracy_ci", "ece_ci"}
     assert val["f1_macro"] >= 0.7  # chance is about 0.5
     frames = np.load(tmp_path / "run/val_frames.npz")
     np.testing.assert_array_equal(frames["y_pred"][:, 0], (frames["prob"] >= 0.5).astype(np.float32))
     written = predict(tmp_path / "run", tmp_path / "pred", split="test")
     lines = written[0].read_text().splitlines()
-    assert written[0].suffix == ".csv" and lines[0] == "Frame_Number,Predicted_Label"
+    assert written[0].suffix == ".csv" and lines[0] == "Frame_Number,Predicted_Label,Violence_Probability"
     assert lines[1].startswith("0,") and {line.split(",")[1] for line in lines[1:]} <= {"0", "1"}
+    # the probability is there and the label is its thresholded value
+    assert all(line.split(",")[1] == str(int(float(line.split(",")[2]) >= 0.5)) for line in lines[1:])
 
 
 def test_every_regulariser_and_schedule_runs(va_cache, tmp_path):

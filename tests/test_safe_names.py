@@ -95,5 +95,5 @@ def test_nested_split_folders_of_the_folder_layout_predict(tmp_path):
     written = predict(run, tmp_path / "pred", split="test")
     assert sorted(p.name for p in written) == ["test%2Fd.csv", "test%2Fsub%2Ff.csv"]
     table = np.loadtxt(tmp_path / "pred" / "test%2Fd.csv", delimiter=",", skiprows=1)
-    assert table.shape == (70, 2) and list(table[:, 0]) == list(range(70))
+    assert table.shape == (70, 3) and list(table[:, 0]) == list(range(70))  # frame, label, P(violent)
     assert set(np.unique(table[:, 1])) <= {0, 1}

@@ -111,15 +111,17 @@ def va_density_plot(vf: FrameTable, path: str | Path, title: str = "") -> Path:
 
 
 def epoch_value(record: dict, key: str) -> float:
-    """A value of one metrics.jsonl record: `key`, `val_<key>` or `val: {key}`; nan when absent."""
-    for value in (record.get(key), record.get(f"val_{key}"), (record.get("val") or {}).get(key)):
+    """A value of one metrics.jsonl record: `key`, `select: {key}` (the selection split), or from runs
+    before the selection hold-out `val_<key>` or `val: {key}`; nan when absent."""
+    for value in (record.get(key), (record.get("select") or {}).get(key), record.get(f"val_{key}"),
+                  (record.get("val") or {}).get(key)):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return math.nan
 
 
 def curves_plot(runs: Sequence[tuple[str, Path]], metric: str, path: str | Path, title: str = "") -> Path:
-    """Training loss and validation metric per epoch for each (label, run folder)."""
+    """Training loss and the selection split's metric per epoch for each (label, run folder)."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -134,7 +136,7 @@ def curves_plot(runs: Sequence[tuple[str, Path]], metric: str, path: str | Path,
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss")
     metric_ax.set_xlabel("epoch")
-    metric_ax.set_ylabel(f"validation {METRIC_LABELS.get(metric, metric)}")
+    metric_ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} on the selection split")
     if len(runs) > 1:
         metric_ax.legend(fontsize=7)
     if title:

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING
 
 from fgvu.ablations.failures import failure_analysis
 from fgvu.ablations.plots import METRIC_LABELS, bar_chart, curves_plot
-from fgvu.ablations.stats import ALPHA, summarize
-from fgvu.fusion.run_folder import REPORT, RunFolderError, load_val_frames, read_metrics
+from fgvu.ablations.stats import ALPHA, holm, summarize
+from fgvu.fusion.bootstrap import paired_comparison
+from fgvu.fusion.run_folder import (
+    REPORT, RunFolderError, load_val_frames, read_metrics, reported, selection_label,
+)
 from fgvu.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -22,8 +25,18 @@ if TYPE_CHECKING:
 
 
 def _val(metrics: dict | None, key: str) -> float:
-    value = ((metrics or {}).get("val") or {}).get(key)
+    """A reported metric of a run (on the split selection never saw, unless "selected on val")."""
+    value = reported(metrics or {}).get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _labels(results: Sequence[RunResult]) -> dict[str, str]:
+    """Per configuration, how its runs selected the epoch ("selected on val", ...), joined when mixed."""
+    seen: dict[str, set[str]] = {}
+    for r in results:
+        if r.metrics:
+            seen.setdefault(r.run.config, set()).add(selection_label(r.metrics))
+    return {c: " / ".join(sorted(labels)) for c, labels in seen.items()}
 
 
 def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> Path:
@@ -52,6 +65,8 @@ def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[di
         for key in task.secondary:
             row[key] = _val(r.metrics, key)
         row["best_epoch"] = (r.metrics or {}).get("best_epoch")
+        row["selected_on"] = selection_label(r.metrics) if r.metrics else ""
+        row["reported_on"] = (r.metrics or {}).get("reported_on", "val" if r.metrics else "")
         row["seconds"] = (r.metrics or {}).get("seconds", round(r.seconds, 2))  # fit's own time, when it finished
         row["run_dir"] = str(r.run_dir.relative_to(out)) if r.run_dir.is_relative_to(out) else str(r.run_dir)
         row["error"] = r.error or ""
@@ -60,7 +75,8 @@ def run_rows(plan: GridPlan, results: Sequence[RunResult], out: Path) -> list[di
 
 
 def summary_rows(plan: GridPlan, results: Sequence[RunResult]) -> list[dict]:
-    """One row per configuration of the grid: mean +- std, paired t-test vs the reference, Holm."""
+    """One row per configuration of the grid: mean +- std over seeds, the paired t-test over seeds
+    and the paired bootstrap over videos against the reference, each Holm-corrected."""
     metric = TASKS[plan.task].primary
     scores: dict[str, dict[int, float]] = {}
     failed: dict[str, int] = {}
@@ -73,24 +89,56 @@ def summary_rows(plan: GridPlan, results: Sequence[RunResult]) -> list[dict]:
             scores.setdefault(r.run.config, {})[r.run.seed] = value
     ran = [a.name for a in plan.grid.ablations if a.name in scores]
     stats = {s.config: s for s in summarize({c: scores[c] for c in ran}, plan.grid.reference)}
+    videos = video_comparisons(plan, results, ran)
     skipped = {s.config: s.reason for s in plan.skipped}
+    labels = _labels(results)
     rows = []
     for ablation in plan.grid.ablations:
         name = ablation.name
         row = {"config": name, "group": ablation.group, "description": ablation.description,
-               "reference": name == plan.grid.reference, "n_failed": failed.get(name, 0)}
+               "reference": name == plan.grid.reference, "n_failed": failed.get(name, 0),
+               "selected_on": labels.get(name, "")}
+        nan = math.nan
         if name in stats:
             s = stats[name]
             row.update(status="ok", n=s.n, mean=s.mean, std=s.std, delta=s.delta, n_pairs=s.n_pairs, t=s.t,
                        p=s.p, p_holm=s.p_holm, significant=s.significant, note="")
         else:
-            nan = math.nan
             status = "skipped" if name in skipped else "failed"
             note = skipped.get(name, "every run failed; see failures.csv")
             row.update(status=status, n=0, mean=nan, std=nan, delta=nan, n_pairs=0, t=nan, p=nan, p_holm=nan,
                        significant=False, note=note)
+        row.update(videos.get(name, {"video_delta": nan, "video_ci_lo": nan, "video_ci_hi": nan, "video_p": nan,
+                                     "video_p_holm": nan, "video_significant": False, "n_videos": 0}))
         rows.append(row)
     return rows
+
+
+def video_comparisons(plan: GridPlan, results: Sequence[RunResult], configs: Sequence[str]) -> dict[str, dict]:
+    """Per non-reference configuration: the paired bootstrap over the reported videos against the
+    reference (runs paired by seed), with Holm correction over the configurations compared."""
+    task = TASKS[plan.task]
+    tables: dict[str, dict[int, object]] = {}
+    for r in results:
+        if r.status != "failed" and r.run.config in configs:
+            try:
+                tables.setdefault(r.run.config, {})[r.run.seed] = load_val_frames(r.run_dir)
+            except RunFolderError:
+                continue  # a run folder without its frames is compared by the seed test only
+    reference = tables.get(plan.grid.reference, {})
+    compared = {}
+    for config in configs:
+        if config == plan.grid.reference or config not in tables:
+            continue
+        c = paired_comparison(task, task.primary, tables[config], reference)
+        if c is not None:
+            compared[config] = c
+    names = list(compared)
+    adjusted, reject = holm([compared[c].p for c in names])
+    return {c: {"video_delta": compared[c].delta, "video_ci_lo": compared[c].ci[0], "video_ci_hi": compared[c].ci[1],
+                "video_p": compared[c].p, "video_p_holm": adj, "video_significant": rej,
+                "n_videos": compared[c].n_groups}
+            for c, adj, rej in zip(names, adjusted, reject)}
 
 
 def _num(value: float, digits: int = 3, signed: bool = False) -> str:
@@ -106,17 +154,23 @@ def _p(value: float) -> str:
 
 
 def markdown_summary(rows: Sequence[dict], metric: str, reference: str) -> str:
-    """The paper-ready table: configuration, group, n, mean ± std, Δ vs reference, p, Holm p, marker."""
+    """The paper-ready table: configuration, group, n, mean ± std, then against the reference the
+    seed test (Δ, p, Holm p, marker) and the paired bootstrap over videos (Δ [95% CI], Holm p, marker)."""
     label = METRIC_LABELS.get(metric, metric)
-    lines = [f"| Configuration | Group | n | {label} (mean ± std) | Δ vs {reference} | p | p (Holm) | sig. |",
-             "|---|---|---:|---:|---:|---:|---:|:---:|"]
+    lines = [f"| Configuration | Group | n | {label} (mean ± std) | Δ vs {reference} | p (seeds) | p (Holm) | sig. "
+             "| Δ over videos [95% CI] | p (videos, Holm) | sig. | selected on |",
+             "|---|---|---:|---:|---:|---:|---:|:---:|---:|---:|:---:|---|"]
     for r in rows:
         if r["status"] != "ok":
             continue
         name = f"**{r['config']}**" if r["reference"] else r["config"]
         score = f"{_num(r['mean'])} ± {_num(r['std'])}" if not math.isnan(r["std"]) else _num(r["mean"])
+        video = (f"{_num(r['video_delta'], signed=True)} [{_num(r['video_ci_lo'], signed=True)}, "
+                 f"{_num(r['video_ci_hi'], signed=True)}]" if not math.isnan(r["video_delta"]) else "—")
+        selected = r["selected_on"].replace("selected on ", "")
         lines.append(f"| {name} | {r['group']} | {r['n']} | {score} | {_num(r['delta'], signed=True)} | "
-                     f"{_p(r['p'])} | {_p(r['p_holm'])} | {'*' if r['significant'] else ''} |")
+                     f"{_p(r['p'])} | {_p(r['p_holm'])} | {'*' if r['significant'] else ''} | {video} | "
+                     f"{_p(r['video_p_holm'])} | {'*' if r['video_significant'] else ''} | {selected} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +195,8 @@ def report_run(run_dir: str | Path, out: str | Path | None = None, label: str = 
     metric = task.primary
     files = {"curves": curves_plot([(label, run_dir)], metric, out / "curves.png", f"{label}: training curves")}
     vf = load_val_frames(run_dir)
-    score = f"{METRIC_LABELS[metric]} {_val(metrics, metric):.3f}"
+    score = f"{METRIC_LABELS[metric]} {_val(metrics, metric):.3f} on {metrics.get('reported_on', 'val')}, " \
+            f"{selection_label(metrics)}"
     name, path = task.prediction_plot
     files[name] = task.plot_predictions(vf, out / path, f"{label}: {task.prediction_plot_title} ({score})")
     analysis = out / "failure_analysis.md"
@@ -188,17 +243,26 @@ def write_report(plan: GridPlan, results: Sequence[RunResult], out: str | Path) 
 
 def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: str, files: dict, out: Path) -> str:
     metric, reference = TASKS[plan.task].primary, plan.grid.reference
-    tested = sum(1 for r in summary if r["status"] == "ok" and not r["reference"] and not math.isnan(r["p"]))
     cfg = plan.configs[reference]
+    labels = sorted({r["selected_on"] for r in runs if r["selected_on"]})
+    selected_on_val = any(r["selected_on"] == "selected on val" and r["reported_on"] == "val" for r in runs)
+    reported_on = sorted({r["reported_on"] for r in runs if r["reported_on"]}) or ["val"]
+    protocol = (f"Each run's epoch was {' / '.join(labels) or 'selected by early stopping'}; its score is its "
+                f"best epoch's on the reported split ({', '.join(reported_on)}), "
+                + ("which for runs selected on val is the split that chose the epoch, so those absolute values "
+                   "are optimistic (the common ABAW practice). "
+                   if selected_on_val else "which model selection never saw. "))
+    tested = sum(1 for r in summary if r["status"] == "ok" and not r["reference"] and not math.isnan(r["p"]))
     parts = [
         f"# Ablations: {plan.task} on `{plan.cache}`\n",
-        f"Frame-level validation {METRIC_LABELS[metric]} over seeds {', '.join(map(str, plan.seeds))} "
+        f"Frame-level {METRIC_LABELS[metric]} over seeds {', '.join(map(str, plan.seeds))} "
         f"({len(plan.runs)} runs of {len(plan.grid.ablations)} configurations, {plan.grid.source}; "
-        f"up to {cfg.epochs} epochs each). The score of a run is its best-epoch validation score; early "
-        f"stopping used the same validation videos, so absolute values are optimistic, comparisons between "
-        f"configurations are fair. Each configuration is compared with **{reference}** by a two-sided "
-        f"paired t-test over seeds; `*` marks differences significant at {ALPHA} after Holm correction over "
-        f"{tested} comparisons.\n",
+        f"up to {cfg.epochs} epochs each). {protocol}"
+        f"Each configuration is compared with **{reference}** twice: a two-sided paired t-test over seeds "
+        f"(initialisation noise on fixed videos) and a paired bootstrap over the reported base videos "
+        f"(1,000 draws, the same videos for both, runs paired by seed: how much the difference depends on "
+        f"which videos were scored). `*` marks differences significant at {ALPHA} after Holm correction "
+        f"over {tested} comparisons, per test.\n",
         markdown_summary(summary, metric, reference),
     ]
     skipped = [r for r in summary if r["status"] == "skipped"]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fgvu.commands.common import option
+from fgvu.commands.common import console_logging, option
 from fgvu.inference.config import PredictConfig
 from fgvu.options import OptionError, config_options
 
@@ -18,17 +18,23 @@ PARTIAL_HELP = "Use a cache whose parts are not all extracted yet (by default a 
 
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="Run folder written by `fgvu fit`."),
-    cache: Optional[Path] = option(None, help="Cache to evaluate on.", shown="the run's training cache"),
-    split: str = option("val", help="Split to evaluate (val uses the run's own validation videos)."),
+    cache: Optional[Path] = option(None, help="Cache to evaluate on; the split is then that cache's split, its "
+                                   "encoders must be the run's, and the result goes to "
+                                   "RUN/eval-<cache>-<fingerprint>-<split>.json.", shown="the run's training cache"),
+    split: str = option("val", help="Split to evaluate. On the run's own cache: train, select or the reported "
+                        "split use the run's own videos; any other is the cache's split."),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
 ) -> None:
-    """Frame-level metrics of a run's best checkpoint, overall and per video; writes RUN/eval.json."""
+    """Frame-level metrics of a run's best checkpoint, overall and per video, with 95% bootstrap
+    intervals over base videos; writes RUN/eval.json (val) or RUN/eval-<split>.json."""
     from fgvu.fusion.evaluate import evaluate, format_table
 
-    result = evaluate(run, cache=cache, split=split, allow_unfinished=allow_unfinished, allow_partial=allow_partial)
+    with console_logging():
+        result = evaluate(run, cache=cache, split=split, allow_unfinished=allow_unfinished,
+                          allow_partial=allow_partial)
     typer.echo(format_table(result))
-    typer.echo(f"wrote {run / ('eval.json' if split == 'val' else f'eval-{split}.json')}")
+    typer.echo(f"wrote {result['file']}")
 
 
 @config_options(PredictConfig)
@@ -39,17 +45,25 @@ def predict_cmd(
     split: str = option("test", help="Split to predict."),
     out: Optional[Path] = option(None, help="Folder for the prediction files.",
                                  shown="RUN/predictions-<split>, or RUN/predictions-videos for raw videos"),
-    cache: Optional[Path] = option(None, help="Cache to predict from.", shown="the run's training cache"),
+    cache: Optional[Path] = option(None, help="Cache to predict from (its split; the run's encoders).",
+                                   shown="the run's training cache"),
+    sample: Optional[Path] = option(None, "--abaw-sample", "--sample",
+                                    help="The organisers' sample: for va the ABAW sample file (writes one "
+                                    "OUT/predictions.txt with exactly its rows, in its order); for violence a folder "
+                                    "of per-video CSVs whose rows and frame numbering the output follows. Frames "
+                                    "without a prediction are filled from the nearest predicted frame and counted.",
+                                    shown="one file per video"),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
     **options,
 ) -> None:
     """Frame-level predictions: of a cache's split in the benchmark's submission format (Aff-Wild2 or
-    DVD), one file per video (a name that is not a plain file name, `test/clip` or `../x`, is
-    percent-encoded, so every file stays inside --out); or of raw videos (VIDEO... or --videos DIR):
-    per video a CSV with one row per frame, a timeline PNG, for violence an event list, and with
-    --overlay the video with the values drawn on it."""
-    from fgvu.fusion.evaluate import predict
+    DVD, with P(violent)), one file per video (a name that is not a plain file name, `test/clip` or
+    `../x`, is percent-encoded, so every file stays inside --out), or the organisers' sample filled
+    in (--abaw-sample); or of raw videos (VIDEO... or --videos DIR): per video a CSV with one row per
+    frame, a timeline PNG, for violence an event list, and with --overlay the video with the values
+    drawn on it."""
+    from fgvu.fusion.evaluate import predict, predict_from_sample
 
     if video_files or options.get("videos"):
         if cache is not None:
@@ -63,8 +77,12 @@ def predict_cmd(
                           "(VIDEO... or --videos DIR)")
 
     out = out if out is not None else run / f"predictions-{split}"
-    written = predict(run, out, split=split, cache=cache, allow_unfinished=allow_unfinished,
-                      allow_partial=allow_partial)
+    flags = dict(split=split, cache=cache, allow_unfinished=allow_unfinished, allow_partial=allow_partial)
+    if sample is not None:
+        written = predict_from_sample(run, out, sample, **flags)
+        typer.echo(f"wrote {written.summary()} to {out}")
+        return
+    written = predict(run, out, **flags)
     typer.echo(f"wrote {len(written)} prediction files to {out}")
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from fgvu.commands.common import old_progress_option, option, quiet_option, show_progress
+from fgvu.commands.common import console_logging, old_progress_option, option, quiet_option, show_progress
 from fgvu.fusion.config import FitConfig
 from fgvu.options import config_options
 from fgvu.settings import SettingsError
@@ -49,11 +49,32 @@ def fit_cmd(
         raise SettingsError(f"--task {task} disagrees with cache {cache}, which holds {spec.task} targets")
     if out is None:
         out = Path(paths().runs) / f"{spec.dataset}-{''.join(cfg.model.modalities)}-{cfg.model.fusion}-s{cfg.seed}"
-    result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force,
-                 allow_partial=allow_partial)
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float))
-    typer.echo(f"best epoch {result['best_epoch']} of {result['epochs_run']}: {metrics}")
+    with console_logging():
+        result = fit(cache, cfg, out, progress=show_progress(quiet, old_progress), overwrite=force,
+                     allow_partial=allow_partial)
+    typer.echo("\n".join(result_lines(result)))
     typer.echo(f"run folder: {out}")
+
+
+def result_lines(result: dict) -> list[str]:
+    """What a finished fit prints: the selection split's best epoch, then the reported score with
+    its intervals (a metrics.json from before the selection hold-out has only the second)."""
+    from fgvu.fusion.run_folder import reported, selection_label
+
+    split = result.get("reported_on", "val")
+    shown = reported(result)
+    scores = "  ".join(f"{k} {v:.4f}" + (f" [{shown[k + '_ci'][0]:.4f}, {shown[k + '_ci'][1]:.4f}]"
+                                         if shown.get(k + "_ci") else "")
+                       for k, v in shown.items() if isinstance(v, float))
+    lines = [f"best epoch {result['best_epoch']} of {result['epochs_run']}"]
+    if "select" in result:
+        primary = result["primary"]
+        lines[0] += (f", selected on {result['selected_on']} ({result['n_select_videos']} videos): "
+                     f"{primary} {result['select'][primary]:.4f}")
+    n_videos = result.get(f"n_{split}_videos")
+    lines.append(f"reported on {split}" + (f" ({n_videos} videos)" if n_videos else "")
+                 + f", {selection_label(result)}; 95% CI over base videos: {scores}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from fgvu.options import opt
 from fgvu.settings import CONFIG_FILE, apply_overrides, load_section
 
 Fusion = Literal["xattn", "xattn-sym", "concat"]
+Stages = Literal["parallel", "sequential"]
 AUGMENTATIONS: tuple[str, ...] = ("noise", "modality-dropout", "temporal-mask", "mixup")
 
 
@@ -48,6 +49,9 @@ class ModelConfig:
     fusion: Fusion = opt("xattn", "Fusion block: xattn (the query stream attends to the others), xattn-sym "
                          "(every modality attends to every other) or concat.")
     query: str = opt("image", "Query modality of xattn.", choices=tuple(BY_NAME))
+    stages: Stages = opt("parallel", "How xattn's attention stages chain: parallel (each context stream attends "
+                         "from the query's GRU states) or sequential (query -> video, then that result -> text, "
+                         "in registry order).")
     d_model: int = opt(128, "Width of the projections, GRUs and attention.", ge=1)
     gru_layers: int = opt(1, "GRU layers per modality.", ge=1)
     bidirectional: bool = opt(True, "Bidirectional GRUs.", flag="--bidirectional/--unidirectional")
@@ -85,8 +89,9 @@ class FitConfig:
     warmup_epochs: float = opt(1.0, "Linear warm-up length in epochs.", ge=0)
     schedule: Literal["cosine", "onecycle"] = opt("cosine", "Learning-rate schedule after warm-up.")
     grad_clip: float = opt(1.0, "Gradient norm clip (0: off).", ge=0)
-    patience: int = opt(8, "Early stopping: epochs without a better validation metric.", ge=1)
-    seed: int = opt(0, "Seed of initialisation, shuffling, augmentation and the fallback validation split.", ge=0)
+    patience: int = opt(8, "Early stopping: epochs without a better metric on the selection split.", ge=1)
+    seed: int = opt(0, "Seed of initialisation, shuffling, augmentation and the hold-outs (selection, fallback "
+                    "validation).", ge=0)
     # losses
     loss: Literal["ccc", "ccc+mse", "ce", "focal"] | None = opt(
         None, "Loss: ccc or ccc+mse (va), ce or focal (violence).", shown="ccc for va, ce for violence")
@@ -103,12 +108,25 @@ class FitConfig:
     modality_dropout: float = opt(0.2, "Probability of dropping a whole modality.", ge=0, lt=1)
     temporal_mask: float = opt(0.15, "Fraction of time steps masked.", ge=0, lt=1)
     mixup_alpha: float = opt(0.2, "Beta(alpha, alpha) of mixup.", gt=0)
-    # data
-    val_split: str = opt("val", "The cache's split used for validation (not train). When the cache has no val "
-                         "videos, the default val holds out --val-fraction of the training videos instead; any "
-                         "other missing split is an error.")
-    val_fraction: float = opt(0.2, "Share of training videos held out when the cache has no val videos (with the "
-                              "default --val-split).", gt=0, lt=1)
+    # data and protocol: which videos train, which select the epoch, which report the score
+    val_split: str = opt("val", "The cache's validation split (neither train nor test). When the cache has no val "
+                         "videos, the default val holds out --val-fraction of the training base videos instead; "
+                         "any other missing split is an error.")
+    val_fraction: float = opt(0.2, "Share of training base videos held out as val when the cache has no val videos "
+                              "(with the default --val-split).", gt=0, lt=1)
+    select_on: Literal["holdout", "val"] = opt(
+        "holdout", "What early stopping selects the epoch on: holdout (a --select-fraction of the training base "
+        "videos, so the reported score comes from videos selection never saw) or val (the common ABAW practice; "
+        "its numbers are labelled 'selected on val').")
+    select_fraction: float = opt(0.15, "Share of training base videos held out for epoch selection "
+                                 "(--select-on holdout).", gt=0, lt=1)
+    report_split: Literal["val", "test"] = opt("val", "The split the reported score comes from: the validation "
+                                               "split, or test where its videos have labels.")
+    folds: int = opt(0, "Group k-fold by base video over train + val (0: off); the reported split is fold --fold.",
+                     ge=0)
+    fold: int = opt(0, "The held-out fold with --folds K (0..K-1).", ge=0)
+    bootstrap_draws: int = opt(1000, "Draws of the seeded bootstrap over base videos behind every reported "
+                               "metric's 95% interval.", ge=1)
     normalize: bool = opt(True, "Per-dimension normalisation from the training videos.",
                           flag="--normalize/--no-normalize")
     device: str = opt("auto", "Torch device: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N.")

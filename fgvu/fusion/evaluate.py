@@ -7,17 +7,26 @@ before the first and after the last grid frame). Metrics use every valid frame.
 
 For violence the averaged quantity is P(violent) (softmax of the logits); the predicted
 label is P >= 0.5.
+
+On the run's own cache a split name means the run's own videos of that split (config.json's
+"splits": train, select, and the reported split). On another cache (`cache=`) it means that
+cache's split, the cache must come from the same encoders with the same dims, and the result
+goes to a file named after that cache, never to the run's eval.json.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache import CacheView, open_cache
+from fgvu.cache import CacheError, CacheView, cache_fingerprint, open_cache, read_spec
+from fgvu.fusion import bootstrap
 from fgvu.fusion.data import FeatureData, length_options
-from fgvu.fusion.run_folder import FrameTable, check_finished, eval_file, read_config
+from fgvu.fusion.run_folder import (
+    FrameTable, RunFolderError, check_finished, eval_file, foreign_tag, read_config, read_metrics, selection_label,
+)
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
@@ -124,55 +133,127 @@ def feature_data(ckpt, view: CacheView, run: str | Path = "the run", device: str
     return data
 
 
-def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = False, allow_partial: bool = False):
+@dataclass
+class Loaded:
+    """A run's checkpoint with the cache it is evaluated on."""
+
+    ckpt: object  # fgvu.fusion.checkpoint.Checkpoint
+    data: FeatureData
+    foreign: str | None  # foreign_tag of a cache other than the run's own, else None
+
+
+def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = False,
+          allow_partial: bool = False) -> Loaded:
+    """The run (refused when unfinished unless `allow_unfinished`) and the cache it is evaluated on
+    (refused with missing or unfinished parts unless `allow_partial`)."""
     from fgvu.fusion.checkpoint import load_checkpoint
 
     read_config(run)  # a folder that is no run at all says so first
     check_finished(run, allow_unfinished)
     ckpt = load_checkpoint(run)
-    cache = Path(cache) if cache is not None else Path(ckpt.meta["cache"])
+    own = Path(ckpt.meta["cache"])
+    cache = Path(cache) if cache is not None else own
+    spec = read_spec(cache)
+    if spec.task != ckpt.task:
+        raise DataError(f"cache {cache} is a {spec.task} cache, but run {run} was trained for {ckpt.task}")
+    fingerprint = cache_fingerprint(cache)
+    same = cache.resolve() == own.resolve() and fingerprint == ckpt.meta.get("cache_fingerprint", fingerprint)
+    if not same:
+        check_same_encoders(run, ckpt.meta, ckpt.cfg.model.modalities, cache, spec.encoders)
     cfg = ckpt.cfg
     view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
                       allow_partial=allow_partial)
-    return ckpt, feature_data(ckpt, view, run)
+    return Loaded(ckpt, feature_data(ckpt, view, run), None if same else foreign_tag(cache, fingerprint))
 
 
-def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
-    """The videos of `split`; the training run's own validation videos for its val split."""
-    stored = ckpt.meta.get("splits", {})
-    if split == ckpt.cfg.val_split and stored.get("val"):
-        return rows_of_names(view, stored["val"])
-    return videos_in_split(view, split)
+def check_same_encoders(run, meta: dict, modalities, cache, encoders: dict) -> None:
+    """Refuse a cache made with other encoders than the run's cache, for the streams the run uses
+    (and the encoders that feed them without a stream of their own, such as the captioner)."""
+    from fgvu.modalities import MODALITIES
+
+    recorded = meta.get("encoders")
+    if recorded is None:  # runs from before config.json recorded them: ask the run's cache, if it is there
+        try:
+            recorded = read_spec(meta["cache"]).encoders
+        except CacheError:
+            raise DataError(f"run {run}: config.json does not record its encoders and its cache {meta['cache']} is "
+                            f"gone, so cache {cache} cannot be checked against them") from None
+    stream_roles = {m.role for m in MODALITIES.values()}
+    used = {MODALITIES[m].role for m in modalities} | (set(recorded) - stream_roles)
+    differ = [f"{role}: run {_encoder(recorded.get(role))}, cache {_encoder(encoders.get(role))}"
+              for role in sorted(used) if recorded.get(role) != encoders.get(role)]
+    if differ:
+        raise DataError(f"cache {cache} was not made with the encoders of run {run}'s cache ({'; '.join(differ)}); "
+                        "its features mean something else to the model. Extract that data with the run's encoders")
+
+
+def _encoder(fp: dict | None) -> str:
+    if not fp:
+        return "none"
+    return f"{fp.get('name')} {fp.get('variant', '')} [{str(fp.get('checkpoint', ''))[:24]}]".replace("  ", " ")
+
+
+def _split_rows(loaded: Loaded, split: str) -> np.ndarray:
+    """The videos of `split`: on the run's own cache the run's own videos of that split
+    (train, select, its reported split), else the cache's split."""
+    stored = loaded.ckpt.meta.get("splits", {})
+    if loaded.foreign is None and stored.get(split):
+        return rows_of_names(loaded.data.view, stored[split])
+    return videos_in_split(loaded.data.view, split)
+
+
+def _selection_of(run: Path, loaded: Loaded, split: str) -> str | None:
+    """The label of a run's numbers on `split` of its own cache: what selected the epoch."""
+    if loaded.foreign is not None:
+        return None
+    try:
+        metrics = read_metrics(run)
+    except RunFolderError:  # an unfinished run folder: evaluate still works, unlabelled
+        return None
+    if split == "select" or split == metrics.get("reported_on", "val"):
+        return selection_label(metrics)
+    return None
 
 
 def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val",
              allow_unfinished: bool = False, allow_partial: bool = False) -> dict:
-    """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
+    """Evaluate a run's best checkpoint on a split at frame level; write its eval file.
 
     A run without metrics.json (interrupted, or still training) is refused unless `allow_unfinished`,
     a cache with missing or unfinished parts unless `allow_partial`.
 
-    Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
-    "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
-    all valid. A split other than val goes to RUN/eval-<split>.json.
+    Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...,
+    <metric>_ci: [lo, hi]}, "bootstrap", "warnings", "selection", "per_video": {name: {"n_frames",
+    "n_valid", ...}}}; n_valid counts the frames whose targets are all valid. On the run's own cache
+    val goes to RUN/eval.json and any other split to RUN/eval-<split>.json; another cache's
+    scores go to RUN/eval-<cache>-<fingerprint>-<split>.json.
     """
     from fgvu.atomic_io import write_json
 
     run = Path(run)
-    ckpt, data = _load(run, cache, allow_unfinished, allow_partial)
-    rows = _split_rows(ckpt, data.view, split)
+    loaded = _load(run, cache, allow_unfinished, allow_partial)
+    ckpt, data = loaded.ckpt, loaded.data
+    task = get_task(ckpt.task)
+    rows = _split_rows(loaded, split)
     overall, table = evaluate_windows(ckpt.model, data, rows, ckpt.norm)
+    draws = ckpt.cfg.bootstrap_draws
     per_video = {}
     for i, name in enumerate(table.video_names.tolist()):
         sel = table.rows_of(i)
         per_video[name] = {"n_frames": int(len(sel)), "n_valid": int(table.mask[sel].all(axis=1).sum()),
                            **(table_metrics(ckpt.task, table, sel) if table.mask[sel].any() else {})}
+    where = f"split {split} of {data.view.path}"
     result = {
         "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split,
         "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "n_valid": int(table.mask.all(axis=1).sum()),
-        "metrics": overall, "per_video": per_video,
+        "metrics": bootstrap.with_intervals(task, table, overall, draws),
+        "bootstrap": bootstrap.bootstrap_note(table, task, draws),
+        "warnings": bootstrap.degenerate_warnings(task, table, where),
+        "selection": _selection_of(run, loaded, split), "per_video": per_video,
     }
-    write_json(eval_file(run, split), _finite(result))
+    path = eval_file(run, split, loaded.foreign)
+    write_json(path, _finite(result))
+    result["file"] = str(path)
     return result
 
 
@@ -187,22 +268,36 @@ def _finite(obj):
     return obj
 
 
-def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
-            allow_unfinished: bool = False, allow_partial: bool = False) -> list[Path]:
-    """Write frame-level predictions of a split in the benchmark's submission format
-    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`, file names from
-    `fgvu.safe_names`). A run without metrics.json is refused unless `allow_unfinished`, a cache
-    with missing or unfinished parts unless `allow_partial`."""
-    ckpt, data = _load(run, cache, allow_unfinished, allow_partial)
-    view = data.view
-    rows = _split_rows(ckpt, view, split)
+def frame_predictions(run: str | Path, split: str = "test", cache: str | Path | None = None,
+                      allow_unfinished: bool = False, allow_partial: bool = False) -> tuple[str, dict[str, np.ndarray]]:
+    """(task, {video name: frame-level values [n_frames, V]}) of a split, every frame of each video."""
+    loaded = _load(run, cache, allow_unfinished, allow_partial)
+    ckpt, data = loaded.ckpt, loaded.data
+    rows = _split_rows(loaded, split)
     windows = data.windows_of(rows)
     values = step_values(ckpt.task, predict_windows(ckpt.model, data, windows, ckpt.norm))
-    per_video = frame_level(view, windows, values)
+    per_video = frame_level(data.view, windows, values)
+    return ckpt.task, {str(data.view.videos.name[v]): pred for v, pred in per_video.items()}
+
+
+def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
+            allow_unfinished: bool = False, allow_partial: bool = False) -> list[Path]:
+    """Write frame-level predictions of a split in the benchmark's submission format, one file
+    per video (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`, file names from
+    `fgvu.safe_names`). Unfinished runs and partial caches as in `evaluate`."""
+    task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    task = get_task(ckpt.task)
-    return [task.write_submission(out, view.videos.name[v], pred) for v, pred in per_video.items()]
+    return [get_task(task).write_submission(out, name, pred) for name, pred in per_video.items()]
+
+
+def predict_from_sample(run: str | Path, out: str | Path, sample: str | Path, split: str = "test",
+                        cache: str | Path | None = None, allow_unfinished: bool = False, allow_partial: bool = False):
+    """The organisers' sample filled in (`Task.write_from_sample`): Aff-Wild2 OUT/predictions.txt
+    in the sample file's order, DVD one CSV per template file with its frame numbering.
+    Returns the `fgvu.submissions.WrittenSubmission` (rows, and the rows filled from the nearest frame)."""
+    task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
+    return get_task(task).write_from_sample(Path(sample), Path(out), per_video)
 
 
 def format_table(result: dict) -> str:
@@ -224,4 +319,16 @@ def format_table(result: dict) -> str:
                  + "".join(fmt(overall[k]) for k in keys))
     if "confusion" in result["metrics"]:
         lines.append(f"confusion (rows true 0/1, columns predicted 0/1): {result['metrics']['confusion']}")
+    cis = [f"{k} [{_ci(result['metrics'].get(f'{k}_ci'))}]" for k in keys if result["metrics"].get(f"{k}_ci")]
+    if cis:
+        note = result.get("bootstrap") or {}
+        lines.append(f"95% bootstrap interval over {note.get('n_groups', '?')} base videos "
+                     f"({note.get('draws', '?')} draws): " + "  ".join(cis))
+    if result.get("selection"):
+        lines.append(f"the run's epoch was {result['selection']}")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _ci(ci) -> str:
+    return ", ".join("-" if v is None or not np.isfinite(v) else f"{v:.4f}" for v in ci)

@@ -110,3 +110,76 @@ def violence_metrics(y_true, prob1, mask=None, threshold: float = 0.5) -> dict:
         "confusion": confusion_matrix(t, pred, n_classes=2).tolist(),
         "ece": expected_calibration_error(t, prob),
     }
+
+
+# ---- additive statistics --------------------------------------------------------------------
+#
+# Every metric above is a function of per-frame sums, so the metric of any multiset of frames
+# (a bootstrap draw of videos, say) follows from the sums of its parts: `*_statistics` gives
+# one row of sums per frame (rows add up), `*_from_statistics` turns summed rows [..., S] into
+# the metrics, vectorised over the leading axes.
+
+VA_MOMENTS = 6  # per dimension: n, sum t, sum p, sum t^2, sum p^2, sum t*p
+ECE_BINS = 10
+
+
+def va_statistics(y_true, y_pred, mask=None) -> np.ndarray:
+    """Per-frame sums [N, 12] of valence/arousal from [N, 2] arrays; masked frames add zeros."""
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    m = np.ones(t.shape, bool) if mask is None else np.asarray(mask, bool)
+    t, p, w = np.where(m, t, 0.0), np.where(m, p, 0.0), m.astype(np.float64)
+    per_dim = [np.stack([w[:, k], t[:, k], p[:, k], t[:, k] ** 2, p[:, k] ** 2, t[:, k] * p[:, k]], axis=1)
+               for k in range(t.shape[1])]
+    return np.concatenate(per_dim, axis=1)
+
+
+def _ccc_from_sums(s: np.ndarray) -> np.ndarray:
+    """CCC from [..., 6] moment sums; nan where n = 0, 0 where the denominator vanishes (as `ccc`)."""
+    n = s[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mt, mp = s[..., 1] / n, s[..., 2] / n
+        vt, vp = s[..., 3] / n - mt * mt, s[..., 4] / n - mp * mp
+        cov = s[..., 5] / n - mt * mp
+        denom = vt + vp + (mt - mp) ** 2
+        # sums in float64 leave ~1e-16 where the two-pass formula has an exact 0
+        out = np.where(denom > 1e-12, 2 * cov / np.where(denom > 1e-12, denom, 1.0), 0.0)
+    return np.where(n > 0, out, np.nan)
+
+
+def va_from_statistics(stats: np.ndarray) -> dict[str, np.ndarray]:
+    """`va_metrics` from summed `va_statistics` [..., 12]."""
+    v = _ccc_from_sums(stats[..., :VA_MOMENTS])
+    a = _ccc_from_sums(stats[..., VA_MOMENTS : 2 * VA_MOMENTS])
+    return {"ccc_valence": v, "ccc_arousal": a, "ccc_mean": (v + a) / 2}
+
+
+def violence_statistics(y_true, prob1, mask=None, threshold: float = 0.5, bins: int = ECE_BINS) -> np.ndarray:
+    """Per-frame sums [N, 4 + 2 * bins]: the confusion cell (n00, n01, n10, n11), then per
+    confidence bin its count and (correct - confidence), as `expected_calibration_error` bins them."""
+    t = np.asarray(y_true).astype(np.int64)
+    prob = np.asarray(prob1, np.float64)
+    w = np.ones(t.shape, bool) if mask is None else np.asarray(mask, bool)
+    pred = (prob >= threshold).astype(np.int64)
+    cells = np.zeros((len(t), 4))
+    cells[np.arange(len(t)), np.clip(t, 0, 1) * 2 + pred] = 1.0
+    confidence = np.where(pred == 1, prob, 1.0 - prob)
+    which = np.clip((confidence * bins).astype(np.int64), 0, bins - 1)
+    counts, gaps = np.zeros((len(t), bins)), np.zeros((len(t), bins))
+    counts[np.arange(len(t)), which] = 1.0
+    gaps[np.arange(len(t)), which] = (pred == t).astype(np.float64) - confidence
+    return np.concatenate([cells, counts, gaps], axis=1) * w[:, None]
+
+
+def violence_from_statistics(stats: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """macro-F1, accuracy and ECE from summed `violence_statistics` [..., 4 + 2 * bins]."""
+    n00, n01, n10, n11 = (stats[..., i] for i in range(4))
+    n = n00 + n01 + n10 + n11
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = [np.where(d > 0, 2 * tp / np.where(d > 0, d, 1.0), 0.0)
+              for tp, d in ((n00, 2 * n00 + n01 + n10), (n11, 2 * n11 + n01 + n10))]
+        gaps = stats[..., 4 + bins : 4 + 2 * bins]
+        accuracy = (n00 + n11) / n
+        ece = np.abs(gaps).sum(axis=-1) / n
+    valid = n > 0
+    return {"f1_macro": np.where(valid, (f1[0] + f1[1]) / 2, np.nan), "accuracy": np.where(valid, accuracy, np.nan),
+            "ece": np.where(valid, ece, np.nan)}

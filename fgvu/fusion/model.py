@@ -11,7 +11,11 @@ Reading order, top to bottom:
 Fusions (`ModelConfig.fusion`), with `q` the query modality and `c` the others:
 
 - `xattn` (the paper's): `a_c = CrossAttention(h_q, h_c)` for each other modality, then
-  `[h_q ; a_c ...]` per step -> MLP.
+  `[h_q ; a_c ...]` per step -> MLP. `stages` says how the attention stages chain:
+  `parallel` (the default) runs every stage from the query's GRU states, as above;
+  `sequential` feeds each stage's result to the next, in registry order (with image queries:
+  `a_v = CA(h_i, h_v)`, then `a_t = CA(a_v, h_t)`), then the same `[h_q ; a_v ; a_t]` -> MLP.
+  The paper's "two-stage" attention reads either way; both have the same parameters.
 - `xattn-sym` (the bidirectional variant): every modality's sequence attends to every other
   modality's sequence (one stage per ordered pair, all with residual + LayerNorm). Stages whose
   query is not `q` produce sequences on their own time grid; they are resampled onto `q`'s
@@ -38,11 +42,12 @@ import torch
 from torch import Tensor, nn
 
 from fgvu.errors import FgvuError
-from fgvu.fusion.config import Fusion, ModelConfig
+from fgvu.fusion.config import Fusion, ModelConfig, Stages
 from fgvu.modalities import BY_NAME, MODALITIES, query_letter
 from fgvu.tasks import TASKS
 
 FUSIONS = typing.get_args(Fusion)
+STAGES = typing.get_args(Stages)
 
 
 class FusionModelError(ValueError):
@@ -209,9 +214,12 @@ class FusionModel(nn.Module):
         if self.cfg.fusion == "concat":
             parts += [_masked_mean(states[c], masks.get(c)).expand(-1, h_q.shape[1], -1) for c in self.context]
         elif self.cfg.fusion == "xattn":
+            query = h_q
             for c in self.context:
-                attended, attention[c] = self.stages[c](h_q, states[c], masks.get(c))
+                attended, attention[c] = self.stages[c](query, states[c], masks.get(c))
                 parts.append(attended)
+                if self.cfg.stages == "sequential":  # the next stage queries from this one's result
+                    query = attended
         else:  # xattn-sym
             for pair, stage in self.stages.items():
                 a, b = pair
@@ -250,6 +258,10 @@ def _check_config(cfg: ModelConfig, dims: dict[str, int], n_outputs: int, task: 
         problems.append(f"unknown fusion {cfg.fusion!r} ({', '.join(FUSIONS)})")
     if cfg.query not in BY_NAME:
         problems.append(f"unknown query {cfg.query!r} ({', '.join(BY_NAME)})")
+    if cfg.stages not in STAGES:
+        problems.append(f"unknown stages {cfg.stages!r} ({', '.join(STAGES)})")
+    elif cfg.stages == "sequential" and cfg.fusion != "xattn":
+        problems.append(f"--stages sequential chains xattn's stages; fusion {cfg.fusion} has no such chain")
     if cfg.d_model < 1 or cfg.heads < 1 or cfg.d_model % cfg.heads:
         problems.append(f"d_model {cfg.d_model} must be a positive multiple of heads {cfg.heads}")
     if cfg.bidirectional and cfg.d_model % 2:

@@ -1,12 +1,16 @@
 """The run folder of one `fgvu fit` run: its file names, their I/O, and whether the run is finished.
 
     config.json         what the run was: {"fit": FitConfig, "cache", "cache_fingerprint", "dataset",
-                        "task", "device", "dims", "n_outputs", "n_steps", "splits", "normalization"}
+                        "task", "device", "dims", "n_outputs", "n_steps", "encoders" (the cache's encoder
+                        fingerprints), "splits" ({"train", "select", <reported split>: video names}),
+                        "selected_on", "reported_on", "normalization"}
     model.safetensors   the best epoch's weights and normalisation statistics (fgvu.fusion.checkpoint)
-    metrics.jsonl       one line per epoch: epoch, train_loss, val, lr, seconds
-    metrics.json        the result; its presence marks a finished run
-    val_frames.npz      frame-level validation predictions of the best epoch (a FrameTable)
-    eval.json, eval-<split>.json, predictions-<split>/, report/, error.txt (a failed ablation run)
+    metrics.jsonl       one line per epoch: epoch, train_loss, select (the selection split's metrics), lr, seconds
+    metrics.json        the result (fgvu.fusion.protocol); its presence marks a finished run
+    val_frames.npz      frame-level predictions of the best epoch on the reported split (a FrameTable)
+    eval.json, eval-<split>.json          `fgvu evaluate` on the run's own cache
+    eval-<cache>-<fingerprint>-<split>.json   `fgvu evaluate --cache OTHER` (never eval.json)
+    predictions-<split>/, report/, error.txt (a failed ablation run)
     fit.lock            flock held by the fit writing the folder (its pid inside); see `locked`
     predictions-videos/ `fgvu predict RUN VIDEO...`: per video a CSV, a timeline PNG (and events)
     stream-<source>/    `fgvu stream RUN --source ...`: the per-frame CSV, windows.csv, latency.json
@@ -160,6 +164,19 @@ def read_metrics(run: str | Path) -> dict:
     return read_json(Path(run) / METRICS)
 
 
+def reported(metrics: dict) -> dict:
+    """The reported metrics of a metrics.json (under its `reported_on` key; "val" before fgvu 0.2)."""
+    value = metrics.get(metrics.get("reported_on", "val"))
+    return value if isinstance(value, dict) else {}
+
+
+def selection_label(metrics: dict) -> str:
+    """How tables label a run's numbers: "selected on val" or "selected on a training hold-out".
+
+    Runs from before the selection hold-out existed selected on the reported split."""
+    return metrics.get("label") or "selected on val"
+
+
 def write_metrics(run: str | Path, result: dict) -> None:
     write_json(Path(run) / METRICS, result)
 
@@ -180,8 +197,11 @@ def read_epochs(run: str | Path) -> list[dict]:
     return records
 
 
-def eval_file(run: str | Path, split: str) -> Path:
-    """Where `fgvu evaluate` writes a split's result."""
+def eval_file(run: str | Path, split: str, foreign: str | None = None) -> Path:
+    """Where `fgvu evaluate` writes a split's result; `foreign` names another cache than the run's
+    own (`foreign_tag`), whose scores never go to the run's eval.json."""
+    if foreign is not None:
+        return Path(run) / f"eval-{foreign}-{split}.json"
     return Path(run) / (EVAL if split == "val" else f"eval-{split}.json")
 
 
@@ -193,6 +213,12 @@ def video_predictions_dir(run: str | Path) -> Path:
 def stream_dir(run: str | Path, source_name: str) -> Path:
     """Where `fgvu stream RUN --source ...` writes by default."""
     return Path(run) / f"stream-{source_name}"
+
+
+def foreign_tag(cache: str | Path, fingerprint: str) -> str:
+    """`<cache folder name>-<8 hex of its fingerprint>`: names another cache's files in a run folder."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(cache).resolve().name).lstrip(".")
+    return f"{name or 'cache'}-{fingerprint[:8]}"
 
 
 def clear_outputs(run: str | Path) -> None:

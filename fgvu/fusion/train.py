@@ -2,7 +2,9 @@
 
 AdamW with linear warm-up then cosine decay (or one-cycle), gradient clipping, feature
 augmentation and mixup, an optional autoencoding term, and early stopping on the frame-level
-validation metric (ccc_mean for va, f1_macro for violence). The best epoch's model is kept.
+metric (ccc_mean for va, f1_macro for violence) of the selection split. The best epoch's model
+is kept and scored once on the reported split, which selection never saw unless
+`--select-on val` (`fgvu.fusion.splits`, `fgvu.fusion.protocol`).
 
 The run folder's files are described in `fgvu.fusion.run_folder`; task-specific choices (losses,
 class weights, the metric that selects the epoch) come from the task registry (`fgvu.tasks`).
@@ -27,7 +29,8 @@ from fgvu.fusion.checkpoint import save_weights
 from fgvu.fusion.config import AUGMENTATIONS, FitConfig
 from fgvu.fusion.data import FeatureData, length_options
 from fgvu.fusion.evaluate import evaluate_windows
-from fgvu.fusion.splits import train_val_videos
+from fgvu.fusion.protocol import run_result, same_videos
+from fgvu.fusion.splits import plan_splits
 from fgvu.tasks import Task, TaskError, get_task
 
 
@@ -142,7 +145,8 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     `overwrite`; the same configuration and cache re-runs in place. The run folder is locked
     while the fit runs (`run_folder.locked`): a second fit into `out` is refused. A cache with
     parts missing or unfinished is refused unless `allow_partial`.
-    Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
+    Returns the content of metrics.json (`fgvu.fusion.protocol`): {"task", "best_epoch",
+    "selected_on", "reported_on", "select": {metrics}, "val": {metrics with intervals}, ...}.
     """
     with run_folder.locked(out):
         return _fit_locked(cache, cfg, Path(out), progress, overwrite, allow_partial)
@@ -170,7 +174,8 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
     model_cfg = replace(cfg.model, recon=cfg.recon_weight > 0)
     data = FeatureData(view, cfg.model.modalities, device=device, **length_options(cfg))
-    train_rows, val_rows = train_val_videos(view, cfg.val_split, cfg.val_fraction, cfg.seed)
+    plan = plan_splits(view, cfg)
+    train_rows = plan.train
     train_windows = torch.from_numpy(data.windows_of(train_rows))
     norm = data.fit_normalization(train_rows) if cfg.normalize else None
 
@@ -179,7 +184,8 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
         "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
         "dataset": view.spec.dataset, "task": task.name, "device": device,
         "target_names": list(task.targets), "dims": data.dims, "n_outputs": task.n_outputs,
-        "splits": {"train": view.videos.name[train_rows].tolist(), "val": view.videos.name[val_rows].tolist()},
+        "splits": plan.names(view), "selected_on": plan.selected_on, "reported_on": plan.reported_on,
+        "encoders": view.spec.encoders,
         "normalization": "model.safetensors: norm.<modality>.mean / norm.<modality>.std" if norm else None,
     }
     primary = task.primary
@@ -200,7 +206,7 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
         shuffle = torch.Generator().manual_seed(cfg.seed)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
-        best, best_epoch, best_table, stale = -math.inf, 0, None, 0
+        best, best_epoch, best_table, best_state, stale = -math.inf, 0, None, None, 0
         from tqdm.auto import tqdm
 
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {''.join(cfg.model.modalities)} {cfg.model.fusion}",
@@ -210,27 +216,32 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
                 t0 = time.time()
                 train_loss = _train_epoch(model, data, norm, train_windows, targets, mask, objective, optimizer,
                                           scheduler, cfg, shuffle, aug_gen)
-                val, table = evaluate_windows(model, data, val_rows, norm)
-                score = val[primary] if np.isfinite(val[primary]) else -math.inf
+                select, table = evaluate_windows(model, data, plan.select, norm)
+                score = select[primary] if np.isfinite(select[primary]) else -math.inf
                 improved = score > best
                 if improved:
-                    best, best_epoch, best_table, best_val, stale = score, epoch, table, val, 0
+                    best, best_epoch, best_table, best_select, stale = score, epoch, table, select, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     save_weights(out, model, norm)
                 else:
                     stale += 1
-                log.write(json.dumps({"epoch": epoch, "train_loss": train_loss, "val": val,
+                log.write(json.dumps({"epoch": epoch, "train_loss": train_loss, "select": select,
                                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)})
                           + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{train_loss:.4f}", **{primary: f"{val[primary]:.4f}"}, best=f"{best:.4f}")
+                bar.set_postfix(loss=f"{train_loss:.4f}", **{primary: f"{select[primary]:.4f}"}, best=f"{best:.4f}")
                 if stale >= cfg.patience:
                     break
     if best_table is None:
-        raise FitError(f"run {out}: the validation {primary} was never finite; nothing was learned")
-    best_table.save(out / run_folder.VAL_FRAMES)
-    result = {"task": task.name, "primary": primary, "best_epoch": best_epoch, "epochs_run": epoch, "val": best_val,
-              "n_train_videos": int(len(train_rows)), "n_val_videos": int(len(val_rows)),
-              "seconds": round(time.time() - started, 2)}
+        raise FitError(f"run {out}: the selection split's {primary} was never finite; nothing was learned")
+    report, report_table = best_select, best_table
+    if not same_videos(plan.select, plan.report):  # the one look at the reported split, with the chosen epoch
+        model.load_state_dict(best_state)
+        report, report_table = evaluate_windows(model, data, plan.report, norm)
+    report_table.save(out / run_folder.VAL_FRAMES)
+    result = run_result(task, plan, best_epoch, epoch, best_select, report, report_table, cfg.bootstrap_draws,
+                        best_table)
+    result["seconds"] = round(time.time() - started, 2)
     run_folder.write_metrics(out, result)
     return result
 

@@ -100,6 +100,7 @@ def write_feature_cache(
     *,
     plan: SamplingPlan | None = None,
     shuffle_train_labels: bool = False,
+    track_pairs: int = 0,
 ) -> Path:
     """Write a valid synthetic feature cache at `out` and return its path.
 
@@ -125,6 +126,10 @@ def write_feature_cache(
     spec = CacheSpec(dataset=f"synthetic-{task}", task=task, sampling=plan, encoders=encoders, dims=dims)
 
     splits = _assign_splits(rng, videos)
+    names = [f"synth-{i:03d}" for i in range(videos)]
+    for j in range(min(track_pairs, videos // 2)):
+        names[2 * j], names[2 * j + 1] = f"synth-{2 * j:03d}_left", f"synth-{2 * j:03d}_right"
+        splits[2 * j + 1] = splits[2 * j]
     lengths = np.maximum(1, np.round(frames * rng.uniform(0.7, 1.3, size=videos))).astype(int)
     val_rows = [i for i, s in enumerate(splits) if s == "val"]
     if val_rows:
@@ -134,7 +139,7 @@ def write_feature_cache(
     with_invalid = set(train_rows[:1] + val_rows[-1:])
     records = [
         # one generator per video: its targets do not depend on the dims or the clip lengths
-        _video_record(f"synth-{i:03d}", splits[i], int(lengths[i]), task, plan, streams,
+        _video_record(names[i], splits[i], int(lengths[i]), task, plan, streams,
                       np.random.default_rng([seed, 2, i]), invalid=i in with_invalid)
         for i in range(videos)
     ]

@@ -39,6 +39,8 @@ import os
 import warnings
 from pathlib import Path
 
+from fgvu.tasks import get_task
+
 from .base import (
     VIDEO_SUFFIXES,
     DatasetAdapter,
@@ -185,7 +187,22 @@ class AffWild2Adapter(DatasetAdapter):
                 raise DatasetError(f"aff-wild2: test list not found: {self.test_list}")
             for name in self._test_names(self.test_list):
                 add(name, "test", None)
+        self._check_tracks_share_split(named)
         return named
+
+    def _check_tracks_share_split(self, named: dict[str, tuple[str, Path | None]]) -> None:
+        """Both tracks of one video (`<video>_left`, `<video>_right`) must be in one split, or the
+        split would leak the video; conflicting annotation folders are an error naming both files."""
+        task = get_task(self.task)
+        first: dict[str, str] = {}
+        for name in sorted(named):
+            base = task.base_video(name)
+            other = first.setdefault(base, name)
+            if named[other][0] != named[name][0]:
+                where = [named[n][1] or f"the {named[n][0]} list" for n in (other, name)]
+                raise DatasetError(f"aff-wild2: {other} ({named[other][0]}) and {name} ({named[name][0]}) are tracks "
+                                   f"of one video in different splits: {where[0]} and {where[1]}; both tracks of a "
+                                   "video must share a split")
 
     @staticmethod
     def _test_names(path: Path) -> list[str]:
