@@ -221,3 +221,14 @@ def write_affwild2(root: Path, videos: dict[str, int], left_right: tuple[str, ..
             lines = ["valence,arousal"] + [f"{sign * v:.4f},{-sign * v:.4f}" for v in valence]
             (ann / f"{name}{suffix}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def build_fake_encoder(role: str, cfg=None, delay: float = 0.0, pid_dir: str | None = None):
+    """The fake encoder of one role (video, image, captioner), for engines that build encoders where
+    they run (Ray actors). With `pid_dir`, the process writes its pid there, so a test can kill it."""
+    if pid_dir is not None:
+        import os
+
+        Path(pid_dir).mkdir(parents=True, exist_ok=True)
+        (Path(pid_dir) / f"{role}-{os.getpid()}").write_text(str(os.getpid()))
+    return {"video": FakeVideo, "image": FakeImageText}.get(role, lambda delay: FakeCaptioner())(delay)

@@ -10,10 +10,9 @@ that cannot be read is recorded in the part's failure list and the run goes on.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,14 +20,14 @@ import numpy as np
 
 from fgvu.errors import FgvuError
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
-from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
+from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder
 from fgvu.extract.parts import SourceGroup, split_parts
 from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
-from fgvu.sampling import SamplingPlan, WindowLayout
+from fgvu.extract.sources import PreparedSource, SourcePreparer, failure_reason, video_records
+from fgvu.sampling import SamplingPlan
 
 if TYPE_CHECKING:
     from fgvu.extract.datasets import DatasetAdapter
-    from fgvu.extract.video_source import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,13 @@ class ExtractSummary:
     windows: int = 0
     frames: int = 0  # frames decoded
     warnings: int = 0  # annotation warnings
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the run (parts run one after another locally)
     counts: EncodeCounts = field(default_factory=EncodeCounts)
+    # Ray: videos whose tasks still failed after their retries (nothing committed; a re-run retries
+    # them), the cluster's start-up time, and each stage's busy seconds
+    lost: list[tuple[str, str]] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    busy: dict[str, float] = field(default_factory=dict)
 
     @property
     def frames_per_s(self) -> float:
@@ -60,7 +64,7 @@ class ExtractSummary:
     @property
     def all_failed(self) -> bool:
         """True when this run tried videos and none succeeded."""
-        return self.failed > 0 and self.succeeded == 0
+        return self.failed + len(self.lost) > 0 and self.succeeded == 0
 
     def merge(self, other: "ExtractSummary") -> None:
         """Add another part's summary into this one."""
@@ -80,18 +84,23 @@ class ExtractSummary:
             f"({self.frames_per_s:.1f} frames/s, {self.windows_per_s:.2f} windows/s); "
             f"{self.warnings} annotation warnings",
         ]
+        if self.startup_seconds:
+            out.append(f"Ray start-up {self.startup_seconds:.1f} s (not in the time above)")
+        if self.busy:
+            out.append("busy: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in self.busy.items()))
         out += [f"  failed: {video}: {reason}" for video, reason in self.failures]
+        if self.lost:
+            out.append(f"{len(self.lost)} videos still failed after their retries (not recorded; re-run to retry):")
+            out += [f"  lost: {video}: {reason}" for video, reason in self.lost]
         return out
 
 
 # ---- setup -----------------------------------------------------------------------------
 
 
-def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSet:
-    """The encoders named by `cfg.encoders`, with per-role overrides, on `cfg.device`."""
-    from fgvu.extract.encoders.registry import (
-        ENCODER_SETS, build_captioner, build_image_text_encoder, build_video_encoder,
-    )
+def encoder_names(cfg: ExtractConfig) -> dict[str, str]:
+    """Role (video, image, captioner) -> encoder name: the set `cfg.encoders`, with per-role overrides."""
+    from fgvu.extract.encoders.registry import ENCODER_SETS
 
     if cfg.encoders not in ENCODER_SETS:
         raise ExtractConfigError(f"unknown encoder set {cfg.encoders!r}; known: {', '.join(ENCODER_SETS)}")
@@ -99,15 +108,26 @@ def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSe
     for role, override in (("video", cfg.video_encoder), ("image", cfg.image_encoder), ("captioner", cfg.captioner)):
         if override:
             names[role] = override
-    captioner = None
-    if with_captioner:
-        captioner = build_captioner(names["captioner"], device=cfg.device, max_new_tokens=cfg.max_new_tokens,
-                                    batch_size=cfg.caption_batch)
-    return EncoderSet(
-        video=build_video_encoder(names["video"], device=cfg.device, batch_size=cfg.clip_batch),
-        image_text=build_image_text_encoder(names["image"], device=cfg.device, batch_size=cfg.image_batch),
-        captioner=captioner,
-    )
+    return names
+
+
+def build_encoder(role: str, cfg: ExtractConfig):
+    """The encoder of one role (video, image, captioner) that `cfg` names, on `cfg.device`."""
+    from fgvu.extract.encoders.registry import build_captioner, build_image_text_encoder, build_video_encoder
+
+    name = encoder_names(cfg)[role]
+    if role == "video":
+        return build_video_encoder(name, device=cfg.device, batch_size=cfg.clip_batch)
+    if role == "image":
+        return build_image_text_encoder(name, device=cfg.device, batch_size=cfg.image_batch)
+    return build_captioner(name, device=cfg.device, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.caption_batch)
+
+
+def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSet:
+    """The encoders named by `cfg.encoders`, with per-role overrides, on `cfg.device`."""
+    encoder_names(cfg)  # an unknown set fails before any model loads
+    return EncoderSet(video=build_encoder("video", cfg), image_text=build_encoder("image", cfg),
+                      captioner=build_encoder("captioner", cfg) if with_captioner else None)
 
 
 def build_dataset(cfg: ExtractConfig):
@@ -189,16 +209,6 @@ def make_spec(cfg: ExtractConfig, task: str, encoders: EncoderSet, prompt: str,
 # ---- one part ----------------------------------------------------------------------------
 
 
-@dataclass
-class PreparedSource:
-    """A probed source: its layout, per-item targets (or the error reading them), reused captions."""
-
-    info: VideoInfo
-    layout: WindowLayout
-    targets: dict[str, object]
-    captions: list[str] | None
-
-
 class PartRun:
     """Extract one part into its writer."""
 
@@ -207,30 +217,8 @@ class PartRun:
         self.cfg, self.spec, self.adapter, self.encoders = cfg, spec, adapter, encoders
         self.prompt, self.reused, self.part = prompt, reused, part
         self.plan: SamplingPlan = spec.sampling
-        self.side = encoders.input_side()
         self.batches = BatchSizes(cfg.image_batch, cfg.clip_batch, cfg.caption_batch, cfg.text_batch)
-
-    def prepare(self, group: SourceGroup):
-        """Runs in the decode thread: probe, plan, targets, reused captions, then the frame iterator."""
-        from fgvu.extract.video_source import open_video
-
-        source = open_video(group.source)
-        info = source.info
-        layout = self.plan.layout(info.n_frames)
-        targets = {}
-        for item in group.items:
-            try:
-                targets[item.name] = self.adapter.load_targets(item, info.n_frames)
-            except FgvuError as e:
-                targets[item.name] = e
-        captions = None
-        if self.reused is not None:
-            captions = self.reused.for_source([i.name for i in group.items], layout.caption_frames)
-        header = PreparedSource(info, layout, targets, captions)
-        if all(isinstance(t, Exception) for t in targets.values()):
-            return header, None  # nothing to write: do not decode
-        size = conversion_size(info.height, info.width, self.side)
-        return header, source.frames(layout.needed_frames(), size=size)
+        self.prepare = SourcePreparer(self.plan, adapter, encoders.input_side(), reused)
 
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
@@ -250,19 +238,11 @@ class PartRun:
             bar = tqdm(total=n_items - summary.skipped, unit="video", desc=f"extract part {self.part}",
                        disable=not cfg.progress, dynamic_ncols=True)
 
-            def fail(names: list[str], error: BaseException) -> None:
-                reason = str(error) if isinstance(error, FgvuError) else f"{type(error).__name__}: {error}"
-                for name in names:
-                    writer.record_failure(name, reason)
-                    summary.failures.append((name, reason))
-                    log.warning("video %s failed: %s", name, reason)
-                summary.failed += len(names)
-                bar.update(len(names))
-
+            fail = failure_recorder(writer, summary, bar)
             encoder: SourceEncoder | None = None  # of the current source, None when nothing to write
             current: tuple[SourceGroup, PreparedSource] | None = None
             # closing() stops the decode thread even when encoding raises
-            with bar, contextlib.closing(prefetch(pending, self.prepare, cfg.prefetch)) as events:
+            with bar, contextlib.closing(self._decoded(pending)) as events:
                 for event in events:
                     if isinstance(event, Frame):
                         if encoder is not None:
@@ -287,48 +267,63 @@ class PartRun:
                         current, encoder = None, None
                     elif isinstance(event, End):
                         if encoder is not None:
-                            self._write(writer, event.job, current[1], encoder, summary, fail, bar)
+                            write_source(writer, event.job, current[1], encoder.finish, summary, fail, bar)
                             elapsed = max(time.perf_counter() - start, 1e-9)
                             bar.set_postfix({"windows": summary.windows, "frames/s": f"{summary.frames / elapsed:.0f}"})
                         current, encoder = None, None
         summary.seconds = time.perf_counter() - start
         return summary
 
-    def _write(self, writer, group: SourceGroup, header: PreparedSource, encoder: SourceEncoder,
-               summary: ExtractSummary, fail, bar) -> None:
-        """Finish the source's encoding and append each of its items with its own targets."""
-        from fgvu.cache import VideoRecord
+    def _decoded(self, pending: list[SourceGroup]):
+        """The decode events of the pending sources: from a thread, or from --decode-workers processes."""
+        if self.cfg.decode_workers > 1:
+            from fgvu.extract.decode_workers import decode_in_processes
 
-        ok = [item for item in group.items if not isinstance(header.targets[item.name], Exception)]
+            return decode_in_processes(pending, self.prepare, self.cfg.prefetch, self.cfg.decode_workers)
+        return prefetch(pending, self.prepare, self.cfg.prefetch)
+
+
+def failure_recorder(writer, summary: ExtractSummary, bar):
+    """fail(names, error): record each video's failure in its part and in the summary, and log it."""
+
+    def fail(names: list[str], error: BaseException) -> None:
+        reason = failure_reason(error)
+        for name in names:
+            writer.record_failure(name, reason)
+            summary.failures.append((name, reason))
+            log.warning("video %s failed: %s", name, reason)
+        summary.failed += len(names)
+        bar.update(len(names))
+
+    return fail
+
+
+def write_source(writer, group: SourceGroup, header: PreparedSource, finish, summary: ExtractSummary,
+                 fail, bar) -> None:
+    """`finish()` the source's features and append each of its items with its own targets.
+
+    `finish` raising a FgvuError fails the source's writable items with its message.
+    """
+    try:
+        features = finish()
+    except FgvuError as e:
+        fail([item.name for item in header.writable(group)], e)
+        return
+    summary.counts.add(features.counts)
+    summary.frames += header.info.n_frames
+    for item, record in video_records(group, header, features):
+        targets = header.targets[item.name]
+        for warning in targets.warnings:
+            log.warning("%s", warning)
+        summary.warnings += len(targets.warnings)
         try:
-            features = encoder.finish()
-        except FgvuError as e:
-            fail([item.name for item in ok], e)
-            return
-        summary.counts.add(features.counts)
-        summary.frames += header.info.n_frames
-        lay = header.layout
-        for item in ok:
-            targets = header.targets[item.name]
-            for warning in targets.warnings:
-                log.warning("%s", warning)
-            summary.warnings += len(targets.warnings)
-            record = VideoRecord(
-                name=item.name, split=item.split, n_frames=lay.n_frames, fps=float(header.info.fps),
-                width=int(header.info.width), height=int(header.info.height),
-                window_start=lay.starts, image_index=lay.image_index, caption_index=lay.caption_index,
-                valid=lay.valid, targets=targets.values, target_mask=targets.mask,
-                image_frame=lay.image_frames, caption_frame=lay.caption_frames, captions=features.captions,
-                **features.streams(),
-            )
-            try:
-                writer.append_video(record)
-            except FgvuError as e:  # the record was refused before anything was written
-                fail([item.name], e)
-                continue
-            summary.succeeded += 1
-            summary.windows += lay.n_windows
-            bar.update(1)
+            writer.append_video(record)
+        except FgvuError as e:  # the record was refused before anything was written
+            fail([item.name], e)
+            continue
+        summary.succeeded += 1
+        summary.windows += header.layout.n_windows
+        bar.update(1)
 
 
 # ---- entry point -------------------------------------------------------------------------
@@ -342,7 +337,9 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     cannot be read is a failure in the summary, not an exception.
     """
     if cfg.engine == "ray":
-        return run_with_ray(cfg)
+        from fgvu.extract.ray_engine import run_ray
+
+        return run_ray(cfg, adapter=adapter)
     if adapter is None:
         adapter, items = build_dataset(cfg)
     else:
@@ -361,23 +358,3 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     for part in cfg.parts_to_run():
         summary.merge(PartRun(cfg, spec, adapter, encoders, prompt, reused, part).run(items))
     return summary
-
-
-def run_with_ray(cfg: ExtractConfig) -> ExtractSummary:
-    """Run each part as a Ray task (one writer per part); the cache must be on storage all nodes share."""
-    try:
-        import ray
-    except ImportError:
-        raise ExtractConfigError("--engine ray needs Ray, which is not installed: pip install 'fgvu[ray]'") from None
-    ray.init(ignore_reinit_error=True)  # joins the cluster named by RAY_ADDRESS, else starts a local one
-    gpus = 1 if cfg.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_gpus=gpus)(_extract_part)
-    refs = [task.remote(replace(cfg, engine="local", part=part, progress=False)) for part in cfg.parts_to_run()]
-    summary = ExtractSummary(out=cfg.out_path)
-    for result in ray.get(refs):
-        summary.merge(result)
-    return summary
-
-
-def _extract_part(cfg: ExtractConfig) -> ExtractSummary:
-    return run_extract(cfg)
