@@ -41,7 +41,7 @@ from fgvu.extract.pipeline import (
     ExtractSummary, ReusedCaptions, build_dataset, build_encoder, caption_prompt, encoder_names, failure_recorder,
     make_spec, write_source,
 )
-from fgvu.extract.ray_stages import STAGES, describe_encoder, rows_of, unpack
+from fgvu.extract.ray_stages import STAGES, describe_encoders, rows_of, unpack
 from fgvu.extract.sources import PreparedSource, SourcePreparer
 
 log = logging.getLogger(__name__)
@@ -115,16 +115,16 @@ class Resources:
 
 
 def probe_encoders(ray, cfg: ExtractConfig, build, roles: list[str], resources: Resources) -> dict[str, Described]:
-    """Load each encoder once, in a task with its actors' resources, to validate it and plan with it.
+    """Load each encoder once, in one task with the largest resources of their actors, to validate
+    them and plan with them.
 
-    The probe workers exit afterwards (max_calls=1), so they hold no GPU memory. An encoder's
+    The probe's worker exits afterwards (max_calls=1), so it holds no GPU memory. An encoder's
     user-facing error (unknown name, missing weights) is raised here as itself: one clear line.
     """
-    refs = {role: ray.remote(num_cpus=resources.cpus(role), num_gpus=resources.gpus[role], max_calls=1,
-                             max_retries=cfg.max_retries)(describe_encoder).remote(role, cfg, build)
-            for role in roles}
+    task = ray.remote(num_cpus=max(resources.cpus(r) for r in roles), num_gpus=max(resources.gpus[r] for r in roles),
+                      max_calls=1, max_retries=cfg.max_retries)(describe_encoders)
     try:
-        return {role: Described(**ray.get(ref)) for role, ref in refs.items()}
+        return {role: Described(**d) for role, d in ray.get(task.remote(roles, cfg, build)).items()}
     except Exception as error:  # noqa: BLE001 - unwrapped below, or raised as it came
         cause = user_error(error)
         if cause is not None:

@@ -235,8 +235,13 @@ class ImageStage(EncoderStage):
 STAGES = {"video": VideoStage, "captioner": CaptionStage, "image": ImageStage}
 
 
-def describe_encoder(role: str, cfg, build) -> dict:
-    """A probe task: build one encoder, return what the driver plans with (fingerprint, dim, input size)."""
-    encoder = build(role, cfg)
-    return {"fingerprint": dict(encoder.fingerprint), "dim": int(getattr(encoder, "dim", 0) or 0),
-            "input_size": getattr(encoder, "input_size", None)}
+def describe_encoders(roles: list[str], cfg, build) -> dict[str, dict]:
+    """The probe task: build each encoder in turn and return what the driver plans with
+    (fingerprint, dim, input size), by role."""
+    out = {}
+    for role in roles:
+        encoder = build(role, cfg)
+        out[role] = {"fingerprint": dict(encoder.fingerprint), "dim": int(getattr(encoder, "dim", 0) or 0),
+                     "input_size": getattr(encoder, "input_size", None)}
+        del encoder  # one model in memory at a time
+    return out
