@@ -37,6 +37,7 @@ def write_dataset(root: Path, videos: int, seconds: float) -> tuple[Path, int]:
     """`videos` 720p files in the Aff-Wild2 layout with per-frame annotations; (root, total frames)."""
     ann = root / "VA_Estimation_Challenge" / "Train_Set"
     ann.mkdir(parents=True, exist_ok=True)
+    (root / "batch1").mkdir(parents=True, exist_ok=True)
     first = write_test_video(root / "batch1" / "v000.mp4", seconds=seconds)
     import av
 

@@ -110,8 +110,9 @@ class Resources:
                    {"video": enc, "captioner": cap, "image": enc})
 
     def cpus(self, role: str) -> float:
-        # an actor feeding a GPU keeps about one core busy; CPU-only encoders must leave room for the decoders
-        return 1.0 if self.gpus[role] > 0 else 0.25
+        # An actor feeding a GPU keeps about one core busy. Without a GPU the actors reserve no core:
+        # decode tasks take them all and the encoders share them, as in the local engine's one process.
+        return 1.0 if self.gpus[role] > 0 else 0.0
 
 
 def probe_encoders(ray, cfg: ExtractConfig, build, roles: list[str], resources: Resources) -> dict[str, Described]:
@@ -166,6 +167,22 @@ def run_ray(cfg: ExtractConfig, adapter=None, build=None) -> ExtractSummary:
     return summary
 
 
+@contextlib.contextmanager
+def _data_context(ray):
+    """Ray Data's settings for this run, restored afterwards (they are global to the driver process)."""
+    ctx = ray.data.DataContext.get_current()
+    names = ("enable_progress_bars", "max_errored_blocks", "actor_task_retry_on_errors")
+    saved = {name: getattr(ctx, name) for name in names}
+    ctx.enable_progress_bars = False  # one bar for the whole run: ours
+    ctx.max_errored_blocks = -1  # a source whose tasks fail past their retries is reported, the rest goes on
+    ctx.actor_task_retry_on_errors = True  # encoder exceptions are retried too (max_task_retries)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(ctx, name, value)
+
+
 @dataclass
 class _Source:
     """What the driver has of one pending source: its rows by chunk key, until the end row says it is whole."""
@@ -217,6 +234,7 @@ class RayRun:
             fails = {p: failure_recorder(writers[p], summary, bar) for p in parts}
             start = time.perf_counter()
             if sources:
+                stack.enter_context(_data_context(ray))
                 for batch in self._dataset(ray, sources).iter_batches(batch_size=None, batch_format="numpy"):
                     for r in rows_of(batch):
                         source = sources[r["source"]]
@@ -239,10 +257,6 @@ class RayRun:
 
     def _dataset(self, ray, sources: list[_Source]):
         """The pipeline over the pending sources: decode tasks, then one actor pool per encoder."""
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # one bar for the whole run: ours
-        ctx.max_errored_blocks = -1  # a source whose tasks fail past their retries is reported, the rest goes on
-        ctx.actor_task_retry_on_errors = True  # encoder exceptions are retried too (max_task_retries below)
         prepare = SourcePreparer(self.spec.sampling, self.adapter, self.encoders.input_side(), self.reused)
         ds = ray.data.from_items([{"source": k} for k in range(len(sources))], override_num_blocks=len(sources))
         with warnings.catch_warnings():

@@ -75,15 +75,21 @@ def rows_of(batch: dict[str, np.ndarray]) -> list[dict]:
 def decode_sources(batch: dict[str, np.ndarray], groups: list, prepare, batches: BatchSizes):
     """map_batches UDF (a generator): every row of each source in the batch, one small batch per row."""
     for source in batch["source"].tolist():
-        for out in decode_source(source, groups[source], prepare, batches):
+        rows, busy = decode_source(source, groups[source], prepare, batches), 0.0
+        while True:
+            mark = time.perf_counter()  # busy: time spent producing rows, not waiting under backpressure
+            out = next(rows, None)
+            busy += time.perf_counter() - mark
+            if out is None:
+                break
+            if out["kind"] == "end":
+                out["meta"] = json.dumps({**json.loads(out["meta"]), "busy": busy})
             yield as_batch([out])
 
 
 def decode_source(source: int, group, prepare, batches: BatchSizes):
     """The rows of one source: header, chunks as they complete, then end (with a reason on failure)."""
-    start, emitted = time.perf_counter(), 0
-    reason = None
-    frames = None
+    emitted, reason, frames = 0, None, None
     try:
         header, frames = prepare(group)
         targets, arrays = [], {}
@@ -116,7 +122,7 @@ def decode_source(source: int, group, prepare, batches: BatchSizes):
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-    yield row(source, "end", {"rows": emitted, "reason": reason, "busy": time.perf_counter() - start})
+    yield row(source, "end", {"rows": emitted, "reason": reason})
 
 
 def _chunk_row(source: int, chunk, images, captions: list[str] | None) -> dict:
