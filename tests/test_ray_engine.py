@@ -25,7 +25,6 @@ from fgvu.extract.pipeline import run_extract
 from fgvu.sampling import SamplingPlan
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")  # one cluster, on one xdist worker (--dist loadgroup)
 
 TESTS = Path(__file__).resolve().parent
 VIDEOS = {f"v{i}": 60 + 41 * i for i in range(6)} | {"pair": 150}

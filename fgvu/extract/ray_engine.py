@@ -238,8 +238,10 @@ class RayRun:
                 for batch in self._dataset(ray, sources).iter_batches(batch_size=None, batch_format="numpy"):
                     for r in rows_of(batch):
                         source = sources[r["source"]]
+                        if source.outcome is not None:  # a late copy from a retried task
+                            continue
                         source.rows[(r["kind"], r["t"], r["seq"])] = (json.loads(r["meta"]), r["data"])
-                        if source.outcome is None and source.whole():
+                        if source.whole():
                             source.outcome = self._outcome(source)
                             self._commit_ready(order[source.part], sources, writers[source.part],
                                                fails[source.part], summary, bar)
