@@ -3,11 +3,12 @@ single-decoder engine, on the same synthetic 720p H.264 videos, measured in the 
 
 The encoders return zeros (benchmarks/null_encoders.py) but ask for 288-pixel frames like the
 paper's VideoPrism, so every run decodes and converts exactly what a real run would and the
-ratios show how well each engine spreads decoding over the cores. Ray's start-up (joining or
+ratios show how well each engine spreads decoding over the cores. The local runs alternate,
+best of `--repeats` each (a shared machine's load comes and goes). Ray's start-up (joining or
 starting the cluster, the encoder probe) is reported apart from its throughput; the Ray run
 uses a cluster of `--cpus` CPUs started here.
 
-    python benchmarks/bench_scaleout.py [--videos 4] [--seconds 10] [--cpus 2] [--skip-ray]
+    python benchmarks/bench_scaleout.py [--videos 6] [--seconds 10] [--repeats 3] [--cpus 2] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ def timed_local(root: Path, out: Path, workers: int) -> float:
     return summary.seconds
 
 
+def timed_decoding(root: Path, workers: int) -> float:
+    """Decoding alone, no encoders and no cache: the decode thread (1) or `workers` decoder processes."""
+    from fgvu.extract.datasets import build_adapter
+    from fgvu.extract.decode_workers import decode_in_processes
+    from fgvu.extract.parts import group_by_source
+    from fgvu.extract.prefetch import prefetch
+    from fgvu.extract.sources import SourcePreparer
+    from fgvu.sampling import SamplingPlan
+
+    adapter = build_adapter("aff-wild2", root)
+    groups = group_by_source(sorted(adapter.items(), key=lambda item: item.name))
+    prepare = SourcePreparer(SamplingPlan(), adapter, 288)
+    start = time.perf_counter()
+    events = prefetch(groups, prepare, 64) if workers == 1 else decode_in_processes(groups, prepare, 64, workers)
+    for _ in events:
+        pass
+    return time.perf_counter() - start
+
+
 def timed_ray(root: Path, out: Path, cpus: int) -> tuple[float, float, float]:
     """(cluster start, probe, extraction seconds) of one Ray run."""
     import ray
@@ -76,9 +96,10 @@ def timed_ray(root: Path, out: Path, cpus: int) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each 30 fps video")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the Ray cluster")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each local variant; the best counts")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
 
@@ -86,9 +107,16 @@ def main() -> None:
     try:
         root, frames = write_dataset(work / "data", args.videos, args.seconds)
         print(f"{args.videos} videos, {frames} frames of 720p H.264, {os.cpu_count()} cores")
-        base = timed_local(root, work / "local-1", 1)
+        times: dict[int, list[float]] = {1: [], 2: []}
+        decoding: dict[int, list[float]] = {1: [], 2: []}
+        for r in range(args.repeats):
+            for workers in (1, 2):
+                times[workers].append(timed_local(root, work / f"local-{workers}-{r}", workers))
+                decoding[workers].append(timed_decoding(root, workers))
+        base, two = min(times[1]), min(times[2])
+        alone = min(decoding[1]) / min(decoding[2])
+        print(f"decoding alone (no encoders, no cache), 2 decoder processes / the thread: ratio {alone:.2f}")
         print(f"local, 1 decoder (the baseline): {frames / base:7.1f} frames/s ({base:.1f} s)")
-        two = timed_local(root, work / "local-2", 2)
         print(f"local, --decode-workers 2:       {frames / two:7.1f} frames/s ({two:.1f} s)  ratio {base / two:.2f}")
         if not args.skip_ray:
             cluster, probe, seconds = timed_ray(root, work / "ray", args.cpus)

@@ -1,10 +1,12 @@
 """Stage 1 end to end: dataset -> decoded grid frames -> frozen encoders -> resumable Zarr cache.
 
 For each part of the dataset (one writer each), every video source is probed, planned
-(`SamplingPlan.layout`), decoded once in a background thread, and encoded on its grids
+(`SamplingPlan.layout`), decoded once in a background thread (or `--decode-workers` processes,
+`decode_workers`), and encoded on its grids
 (`encoding.SourceEncoder`). Each item of the source (Aff-Wild2 `_left`/`_right` share one) is
 then appended with its own targets and committed. Re-running skips committed videos; a video
 that cannot be read is recorded in the part's failure list and the run goes on.
+`--engine ray` hands the same work to `ray_engine`.
 """
 
 from __future__ import annotations
