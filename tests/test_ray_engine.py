@@ -184,3 +184,23 @@ def test_ablations_on_ray_match_the_local_runner(cluster, tmp_path):
     assert (tmp_path / "ray" / "runs" / "concat-s0" / "metrics.json").is_file() and files["markdown"].is_file()
     _, resumed, _ = run_ablations(cache, tmp_path / "ray", grid, seeds=1, engine="ray", **quiet)
     assert [r.status for r in resumed] == ["resumed", "resumed"]
+
+
+def test_user_errors_are_found_inside_rays_wrappers():
+    from fgvu.extract.encoders.base import EncoderError
+    from fgvu.extract.ray_engine import user_error
+
+    class Wrapped(Exception):  # Ray's task errors carry the original as `.cause`
+        def __init__(self, cause):
+            super().__init__("Traceback (most recent call last): ...")
+            self.cause = cause
+
+    original = EncoderError("the video encoder on node-3 has other weights")
+    try:
+        try:
+            raise Wrapped(original)
+        except Wrapped as wrapped:
+            raise RuntimeError("the dataset failed") from wrapped
+    except RuntimeError as error:
+        assert user_error(error) is original
+    assert user_error(RuntimeError("a bug")) is None

@@ -167,6 +167,18 @@ def run_ray(cfg: ExtractConfig, adapter=None, build=None) -> ExtractSummary:
     return summary
 
 
+def _user_errors(batches):
+    """The batches; a FgvuError raised in a task or actor (e.g. an actor whose weights differ from the
+    probe's) surfaces as itself, one line, instead of inside Ray's wrappers."""
+    try:
+        yield from batches
+    except Exception as error:  # noqa: BLE001 - unwrapped below, or raised as it came
+        cause = user_error(error)
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 @contextlib.contextmanager
 def _data_context(ray):
     """Ray Data's settings for this run, restored afterwards (they are global to the driver process)."""
@@ -235,7 +247,8 @@ class RayRun:
             start = time.perf_counter()
             if sources:
                 stack.enter_context(_data_context(ray))
-                for batch in self._dataset(ray, sources).iter_batches(batch_size=None, batch_format="numpy"):
+                for batch in _user_errors(self._dataset(ray, sources).iter_batches(batch_size=None,
+                                                                                  batch_format="numpy")):
                     for r in rows_of(batch):
                         source = sources[r["source"]]
                         if source.outcome is not None:  # a late copy from a retried task

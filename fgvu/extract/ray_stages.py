@@ -49,6 +49,7 @@ def unpack(data: bytes) -> dict[str, np.ndarray]:
 
 
 def row(source: int, kind: str, meta: dict | None = None, data: bytes = b"", t: int = 0, seq: int = 0) -> dict:
+    """One row of the fixed columns."""
     return {"source": int(source), "kind": kind, "t": int(t), "seq": int(seq), "meta": json.dumps(meta or {}),
             "data": data}
 
