@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_loader.py
 	$(PY) benchmarks/bench_decode.py
 	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_scaleout.py
 	$(PY) benchmarks/bench_encoders.py --quick
 	$(PY) benchmarks/bench_captioner.py
 	$(PY) benchmarks/bench_stream.py

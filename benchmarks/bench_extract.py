@@ -34,48 +34,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from fgvu.cache import CacheSpec, PartWriter, VideoRecord  # noqa: E402
 from fgvu.cache.tools import disk_size  # noqa: E402
 from fgvu.extract.config import ExtractConfig  # noqa: E402
-from fgvu.extract.encoders.base import Captioner, ImageTextEncoder, VideoEncoder, make_fingerprint  # noqa: E402
 from fgvu.extract.encoding import BatchSizes, EncoderSet, SourceEncoder, conversion_size  # noqa: E402
 from fgvu.extract.pipeline import build_encoders, run_extract  # noqa: E402
 from fgvu.extract.video_source import open_video  # noqa: E402
 from fgvu.sampling import SamplingPlan  # noqa: E402
 from fgvu.synth.videos import write_video_dataset  # noqa: E402
+from null_encoders import NullCaptioner, NullImageText, NullVideo  # noqa: E402
 
 PROMPT = "Describe the shapes."
-
-
-class NullVideo(VideoEncoder):
-    """Zeros of the right shape: the pipeline's cost without any model work."""
-
-    dim = 32
-
-    def __init__(self, input_size: int = 72):
-        self.input_size = input_size  # frames are converted for an encoder of this input side
-        self.fingerprint = make_fingerprint("null-video", "null", 32, {"resize": [input_size] * 2}, "none")
-
-    def encode_clips(self, clips):
-        return np.zeros((*clips.shape[:2], self.dim), np.float32)
-
-    def encode_tokens(self, clips):
-        raise NotImplementedError
-
-
-class NullImageText(ImageTextEncoder):
-    dim = 64
-    fingerprint = make_fingerprint("null-clip", "null", 64, {"size": [64, 64]}, "none")
-
-    def encode_images(self, images):
-        return np.zeros((len(images), self.dim), np.float32)
-
-    def encode_texts(self, texts):
-        return np.zeros((len(texts), self.dim), np.float32)
-
-
-class NullCaptioner(Captioner):
-    fingerprint = make_fingerprint("null-captioner", "null", 0, {}, "none")
-
-    def caption(self, images, prompt):
-        return ["-"] * len(images)
 
 
 def bare_decode(paths: list[Path]) -> tuple[int, float]:

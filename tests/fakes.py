@@ -221,3 +221,37 @@ def write_affwild2(root: Path, videos: dict[str, int], left_right: tuple[str, ..
             lines = ["valence,arousal"] + [f"{sign * v:.4f},{-sign * v:.4f}" for v in valence]
             (ann / f"{name}{suffix}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+class FlakyImageText(FakeImageText):
+    """Raises RuntimeError on image batches of exactly `fail_batch` frames (always), and on the first
+    image batch of the whole run when `fail_once` (a marker file path) does not exist yet."""
+
+    def __init__(self, delay: float = 0.0, fail_batch: int | None = None, fail_once: str | None = None):
+        super().__init__(delay)
+        self.fail_batch, self.fail_once = fail_batch, fail_once
+
+    def encode_images(self, images):
+        if self.fail_batch is not None and len(images) == self.fail_batch:
+            raise RuntimeError(f"planted fault on a batch of {len(images)} images")
+        if self.fail_once is not None and not Path(self.fail_once).exists():
+            Path(self.fail_once).write_text("failed once")
+            raise RuntimeError("planted transient fault")
+        return super().encode_images(images)
+
+
+def build_fake_encoder(role: str, cfg=None, delay: float = 0.0, pid_dir: str | None = None,
+                       fail_batch: int | None = None, fail_once: str | None = None):
+    """The fake encoder of one role (video, image, captioner), for engines that build encoders where
+    they run (Ray actors). With `pid_dir`, the process writes its pid there, so a test can kill it;
+    `fail_batch` and `fail_once` plant faults in the image encoder (`FlakyImageText`)."""
+    import os
+
+    if pid_dir is not None:
+        Path(pid_dir).mkdir(parents=True, exist_ok=True)
+        (Path(pid_dir) / f"{role}-{time.time_ns()}-{os.getpid()}").write_text(str(os.getpid()))
+    if role == "video":
+        return FakeVideo(delay)
+    if role == "image":
+        return FlakyImageText(delay, fail_batch, fail_once) if fail_batch or fail_once else FakeImageText(delay)
+    return FakeCaptioner()

@@ -416,31 +416,3 @@ def test_cli_with_the_tiny_encoders(tmp_path):
         "video": "videoprism-tiny", "image": "clip-tiny", "text": "clip-tiny", "captioner": "captioner-tiny"}
     assert view.spec.encoders["text"]["role"] == "text"
     assert verify_cache(tmp_path / "c") == []
-
-
-def test_ray_engine_runs_each_part_as_a_task(tmp_path, monkeypatch):
-    """With a stand-in `ray` module: one task per part, each a local single-writer run; summaries merged."""
-    import types
-
-    tasks = []
-
-    class Remote:
-        def __init__(self, fn, options):
-            self.fn, self.options = fn, options
-
-        def remote(self, cfg):
-            tasks.append((cfg.part, cfg.engine, self.options))
-            return self.fn(cfg)
-
-    fake_ray = types.SimpleNamespace(
-        init=lambda **kw: None, cluster_resources=lambda: {"CPU": 2.0},
-        remote=lambda **options: (lambda fn: Remote(fn, options)), get=lambda refs: list(refs))
-    monkeypatch.setitem(sys.modules, "ray", fake_ray)
-    monkeypatch.setattr("fgvu.extract.pipeline.build_encoders", lambda cfg, with_captioner=True: fake_encoders())
-    root = write_affwild2(tmp_path / "data", {f"v{i}": 70 + 9 * i for i in range(5)})
-    s = run_extract(ExtractConfig(dataset="aff-wild2", root=str(root), out=str(tmp_path / "c"), parts=3,
-                                  engine="ray", progress=False))
-    assert sorted(t[0] for t in tasks) == [0, 1, 2] and {t[1] for t in tasks} == {"local"}
-    assert tasks[0][2] == {"num_gpus": 0}
-    assert s.succeeded == 5 and sorted(s.parts) == [0, 1, 2]
-    assert sorted(open_cache(tmp_path / "c").videos.name) == [f"v{i}" for i in range(5)]

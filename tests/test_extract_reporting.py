@@ -21,7 +21,7 @@ from fakes import FakeAdapter, fake_encoders, write_affwild2, write_video
 from fgvu.cache import open_cache
 from fgvu.extract.config import ExtractConfig
 from fgvu.extract.pipeline import run_extract
-from test_extract_resume import _assert_same_cache
+from helpers import assert_same_cache as _assert_same_cache
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

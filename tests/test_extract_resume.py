@@ -17,10 +17,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 
 from fakes import fake_encoders, write_affwild2
-from fgvu.cache import open_cache, part_dirs
+from helpers import assert_same_cache
+from fgvu.cache import part_dirs
 from fgvu.extract.config import ExtractConfig
 from fgvu.extract.pipeline import run_extract
 
@@ -71,21 +71,6 @@ def _uncommitted_rows(out: Path) -> bool:
     return False
 
 
-def _assert_same_cache(a_path: Path, b_path: Path) -> None:
-    a, b = open_cache(a_path, load_captions=True), open_cache(b_path, load_captions=True)
-    for field in ("name", "split", "n_frames", "fps", "width", "height",
-                  "image_offset", "text_offset", "window_offset", "frame_offset"):
-        assert np.array_equal(getattr(a.videos, field), getattr(b.videos, field)), field
-    for field in ("window_video", "window_start", "image_index", "caption_index", "valid", "targets",
-                  "target_mask", "image_frame", "caption_frame", "image", "text"):
-        assert np.array_equal(getattr(a, field), getattr(b, field)), field
-    assert a.video.keys() == b.video.keys()
-    for t in a.video:
-        assert np.array_equal(a.video[t], b.video[t]), f"video T={t}"
-    assert a.captions == b.captions
-    assert [(f["video"], f["reason"]) for f in a.failures] == [(f["video"], f["reason"]) for f in b.failures]
-
-
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     videos = {f"v{i}": 70 + 37 * i for i in range(7)} | {"pair": 160}
     root = write_affwild2(tmp_path / "data", videos, left_right=("pair",))
@@ -121,7 +106,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     done, succeeded, skipped = proc.stdout.split()
     assert int(skipped) >= 1 and int(succeeded) + int(skipped) == n_items - 1
-    _assert_same_cache(out, clean)
+    assert_same_cache(out, clean)
 
 
 def test_interrupted_parts_resume_independently(tmp_path):
@@ -146,7 +131,7 @@ def test_interrupted_parts_resume_independently(tmp_path):
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run([sys.executable, "-c", driver], cwd=REPO, check=True, capture_output=True, timeout=120)
-    _assert_same_cache(out, clean)
+    assert_same_cache(out, clean)
 
 
 BUFFERED = textwrap.dedent("""
@@ -192,4 +177,4 @@ def test_kill_9_with_buffered_writes_equals_an_uninterrupted_run(tmp_path):
     assert kills >= 2 and lost >= 1, (kills, lost)
     proc = subprocess.run([sys.executable, "-c", driver], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    _assert_same_cache(out, clean)
+    assert_same_cache(out, clean)

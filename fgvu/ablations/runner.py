@@ -6,6 +6,10 @@ configuration on the same cache (same path and same content fingerprint), is not
 A run that fails is recorded with its error (and error.txt in its folder) and the rest of
 the grid goes on; the next invocation retries it. Workers end with the process that started
 them, even when it is killed with kill -9, so nothing keeps writing into the run folders.
+
+With engine "ray" the runs are Ray tasks (one CPU and one torch thread each) on the cluster at
+$RAY_ADDRESS, or on one started here: the same run folders, resume and statistics, on every
+node's cores. The cache and the output folder must then be on storage all nodes share.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
 from fgvu.ablations.report import write_report
 from fgvu.cache import cache_fingerprint, read_spec
+from fgvu.errors import FgvuError
 from fgvu.fusion.config import FitConfig
 from fgvu.fusion.run_folder import ERROR, METRICS, is_finished, lock_holder
 
@@ -122,6 +127,10 @@ def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base:
 def _init_worker(parent: int) -> None:
     """A worker that ends with its parent and uses one torch thread (`jobs` workers share the cores)."""
     _end_with_parent(parent)
+    _one_thread()
+
+
+def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -166,14 +175,19 @@ def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
         return {"error": message, "seconds": time.perf_counter() - start}
 
 
+ENGINES = ("local", "ray")
+
+
 def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress: bool = True,
-             log=print) -> list[RunResult]:
+             log=print, engine: str = "local") -> list[RunResult]:
     """Run every run of `plan` under OUT/runs/, `jobs` at a time; return one result per run, in plan order.
 
-    With jobs=1 the runs execute in this process (torch keeps its threads); with more, in
-    fresh worker processes with one thread each. A worker that dies takes only the runs it
-    held with it; the rest continue in a new pool.
+    Locally, with jobs=1 the runs execute in this process (torch keeps its threads); with more,
+    in fresh worker processes with one thread each. A worker that dies takes only the runs it
+    held with it; the rest continue in a new pool. With engine "ray" they are Ray tasks.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     from tqdm import tqdm
 
     runs_root = Path(out) / "runs"
@@ -201,7 +215,8 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
     if results:
         log(f"resuming: {len(results)} of {len(plan.runs)} runs already finished")
 
-    jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
+    if engine == "local":
+        jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
     bar = tqdm(total=len(todo), desc="ablation runs", unit="run", disable=not progress)
 
     def record(run: RunSpec, outcome: dict) -> None:
@@ -213,7 +228,9 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
             results[run.name] = RunResult(run, "done", run_dir, outcome["metrics"], seconds=outcome["seconds"])
         bar.update(1)
 
-    if jobs == 1:
+    if engine == "ray":
+        _run_on_ray(todo, plan.cache, runs_root, jobs, record)
+    elif jobs == 1:
         for run in todo:
             record(run, _execute(str(plan.cache), run.fit, str(runs_root / run.name)))
     else:
@@ -261,10 +278,46 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
             os.environ["OMP_NUM_THREADS"] = saved
 
 
+def _execute_on_ray(cache: str, cfg: FitConfig, run_dir: str) -> dict:
+    """A Ray task: one run with one torch thread, as in a local worker process (Ray owns its lifetime)."""
+    _one_thread()
+    return _execute(cache, cfg, run_dir)
+
+
+def _run_on_ray(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int | None, record,
+                retries: int = 2) -> None:
+    """Every run as a Ray task, at most `jobs` in flight (None: as many as the cluster has CPUs).
+
+    A task whose worker dies is retried `retries` times by Ray; after that the run is recorded
+    as failed and the others go on. Paths are absolute, so remote workers write where we read.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise FgvuError("--engine ray needs Ray, which is not installed: pip install 'fgvu[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, logging_level="WARNING")
+    task = ray.remote(num_cpus=1, max_retries=retries)(_execute_on_ray)
+    limit = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cache, runs_root = Path(cache).resolve(), Path(runs_root).resolve()
+    queue, in_flight = list(reversed(todo)), {}  # pop() from the end keeps plan order
+    while queue or in_flight:
+        while queue and len(in_flight) < limit:
+            run = queue.pop()
+            in_flight[task.remote(str(cache), run.fit, str(runs_root / run.name))] = run
+        finished, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in finished:
+            run = in_flight.pop(ref)
+            try:
+                record(run, ray.get(ref))
+            except ray.exceptions.RayError as e:  # the worker died on every try
+                record(run, {"error": f"its Ray task failed: {type(e).__name__}", "seconds": 0.0})
+
+
 def run_ablations(cache: str | Path, out: str | Path, grid: Grid | None = None, seeds: int = 5,
                   jobs: int | None = None, base: FitConfig | None = None, epochs: int | None = None,
-                  progress: bool = True, log=print,
-                  dry_run: bool = False) -> tuple[GridPlan, list[RunResult], dict[str, Path]]:
+                  progress: bool = True, log=print, dry_run: bool = False,
+                  engine: str = "local") -> tuple[GridPlan, list[RunResult], dict[str, Path]]:
     """Plan, run (resuming) and report a grid on `cache` into `out`; return the plan, results and report files.
 
     With `dry_run` the plan is only logged (every configuration, and how many runs would go where):
@@ -279,7 +332,10 @@ def run_ablations(cache: str | Path, out: str | Path, grid: Grid | None = None, 
         log(f"{len(plan.runs)} runs ({len(plan.configs) - len(plan.skipped)} configurations x "
             f"{len(plan.seeds)} seeds) would go to {out}/runs/")
         return plan, [], {}
-    jobs = jobs or default_jobs()
-    log(f"{len(plan.runs)} runs on {plan.cache} ({plan.task}), {jobs} parallel jobs, into {out}")
-    results = run_grid(plan, out, jobs, progress, log)
+    if engine == "ray":
+        log(f"{len(plan.runs)} runs on {plan.cache} ({plan.task}) as Ray tasks, into {out}")
+    else:
+        jobs = jobs or default_jobs()
+        log(f"{len(plan.runs)} runs on {plan.cache} ({plan.task}), {jobs} parallel jobs, into {out}")
+    results = run_grid(plan, out, jobs, progress, log, engine)
     return plan, results, write_report(plan, results, out)

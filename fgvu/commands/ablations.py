@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -21,8 +22,11 @@ def ablations_cmd(
                                shown="the full grid of DESIGN.md"),
     seeds: int | None = checked_option(None, help="Seeds per configuration (0..N-1).", ge=1,
                                        shown="the grid file's `seeds`, else 5"),
-    jobs: int | None = checked_option(None, help="Parallel worker processes (one thread each).", ge=1,
-                                      shown="every available core"),
+    jobs: int | None = checked_option(None, help="Parallel worker processes (one thread each); with --engine ray, "
+                                      "Ray tasks in flight.", ge=1, shown="every available core (of the cluster, with Ray)"),
+    engine: Literal["local", "ray"] = option("local", help="local (worker processes on this machine) or ray (each run a Ray task on "
+                         "the cluster at $RAY_ADDRESS, else one started here; the cache and --out must be on "
+                         "storage every node shares)."),
     epochs: int | None = checked_option(None, help="Override the epochs of every run.", ge=1,
                                         shown="each configuration's own"),
     device: str | None = option(None, help="Training device of every run (auto, cpu, cuda, ...).",
@@ -47,7 +51,7 @@ def ablations_cmd(
     base = build_fit_config({"device": device})  # fgvu.toml's [model]/[fit], then --device
     out = out if out is not None else Path(paths().runs) / f"ablations-{spec.dataset}"
     _, results, files = run_ablations(cache, out, grid_def, seeds or grid_def.seeds or 5, jobs, base, epochs,
-                                      progress=not quiet, log=typer.echo, dry_run=dry_run)
+                                      progress=not quiet, log=typer.echo, dry_run=dry_run, engine=engine)
     if not dry_run:
         failed = sum(r.status == "failed" for r in results)
         typer.echo(f"{len(results) - failed} runs finished, {failed} failed; report: {files['markdown']}")

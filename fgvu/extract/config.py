@@ -7,7 +7,7 @@ here. A `fgvu.toml` in the working directory can override the defaults in its `[
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -72,8 +72,22 @@ class ExtractConfig:
     parts: int = opt(1, "Split the videos into K parts, one writer each.", ge=1)
     part: int | None = opt(None, "Run only part k (0-based), e.g. from a SLURM array task.", ge=0,
                            shown="every part")
-    engine: Literal["local", "ray"] = opt("local", "local (this process) or ray (each part as a Ray task; "
-                                          "pip install 'fgvu\\[ray]').")
+    engine: Literal["local", "ray"] = opt("local", "local (this process and its decoder processes) or ray (Ray Data: "
+                                          "decoding in CPU tasks, each encoder in its own actor pool; "
+                                          "pip install 'fgvu\\[ray]'). Joins the cluster at $RAY_ADDRESS, else "
+                                          "starts one on this machine.")
+    decode_workers: int = opt(1, "local engine: decoder processes feeding the encoders (1: a decode thread "
+                              "in the encoder process). More keep a GPU busy when decoding is the bottleneck.", ge=1)
+    max_retries: int = opt(3, "ray engine: retries of a decode task or an encoder call that fails (exceptions "
+                           "and lost workers); videos still failing are listed in the summary.", ge=0)
+    ray_encoder_actors: int = opt(1, "ray engine: VideoPrism actors, and as many CLIP actors.", ge=1)
+    ray_captioners: int = opt(1, "ray engine: captioner actors (the captioner is the slowest encoder: scale it "
+                              "on its own).", ge=1)
+    encoder_gpus: float | None = opt(None, "ray engine: GPUs per VideoPrism and per CLIP actor; fractions share "
+                                     "a card.", ge=0, shown="0.25 when the cluster has GPUs and --device is not cpu, "
+                                     "else 0")
+    caption_gpus: float | None = opt(None, "ray engine: GPUs per captioner actor.", ge=0,
+                                     shown="0.5 when the cluster has GPUs and --device is not cpu, else 0")
     # throughput
     image_batch: int = opt(64, "Frames per CLIP image call.", ge=1)
     clip_batch: int = opt(8, "Clips per VideoPrism call.", ge=1)
@@ -95,9 +109,13 @@ class ExtractConfig:
             raise ExtractConfigError(f"--part must be in 0..{self.parts - 1} for --parts {self.parts}, got {self.part}")
         if self.limit is not None and self.limit < 1:
             raise ExtractConfigError(f"--limit must be at least 1, got {self.limit}")
-        for name in ("image_batch", "clip_batch", "caption_batch", "text_batch", "prefetch", "max_new_tokens"):
+        for name in ("image_batch", "clip_batch", "caption_batch", "text_batch", "prefetch", "max_new_tokens",
+                     "decode_workers", "ray_encoder_actors", "ray_captioners"):
             if getattr(self, name) < 1:
                 raise ExtractConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_retries", "encoder_gpus", "caption_gpus"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ExtractConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         self.sampling  # validates the plan early, with the sampling module's message
 
     @property
@@ -123,6 +141,17 @@ class ExtractConfig:
         if self.reuse_captions == "auto":
             return Path(paths().caches) / self.dataset
         return Path(self.reuse_captions)
+
+    def with_absolute_paths(self) -> "ExtractConfig":
+        """This configuration with every path resolved against this process's working directory.
+
+        Remote workers (Ray, another node) run elsewhere: a relative --out or --root must mean
+        what it means where the user typed it.
+        """
+        labels = str(Path(self.labels).resolve()) if self.labels else None
+        reuse = self.reuse_captions_path
+        return replace(self, root=str(self.root_path.resolve()), out=str(self.out_path.resolve()), labels=labels,
+                       reuse_captions=str(reuse.resolve()) if reuse is not None else None)
 
     def parts_to_run(self) -> list[int]:
         """The part numbers this configuration runs."""
