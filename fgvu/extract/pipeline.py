@@ -4,7 +4,10 @@ For each part of the dataset (one writer each), every video source is probed, pl
 (`SamplingPlan.layout`), decoded once in a background thread, and encoded on its grids
 (`encoding.SourceEncoder`). Each item of the source (Aff-Wild2 `_left`/`_right` share one) is
 then appended with its own targets and committed. Re-running skips committed videos; a video
-that cannot be read is recorded in the part's failure list and the run goes on.
+that cannot be read is recorded in the part's failure list and the run goes on. With an audio
+encoder, the decode thread also reads each source's soundtrack (`audio_source`); a bad
+soundtrack is masked and counted, never a failure. `--only audio --into CACHE` goes to
+`add_stream` instead.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.extract.audio_source import AudioReport, AudioTrack
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
-from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
+from fgvu.extract.encoding import AudioInput, BatchSizes, EncodeCounts, EncoderSet, SourceEncoder, conversion_size
 from fgvu.extract.parts import SourceGroup, split_parts
 from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
 from fgvu.sampling import SamplingPlan, WindowLayout
@@ -48,6 +52,7 @@ class ExtractSummary:
     warnings: int = 0  # annotation warnings
     seconds: float = 0.0
     counts: EncodeCounts = field(default_factory=EncodeCounts)
+    audio: AudioReport = field(default_factory=AudioReport)
 
     @property
     def frames_per_s(self) -> float:
@@ -69,6 +74,7 @@ class ExtractSummary:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
         self.counts.add(other.counts)
+        self.audio.merge(other.audio)
 
     def lines(self) -> list[str]:
         """The end-of-run report, one line each."""
@@ -80,6 +86,7 @@ class ExtractSummary:
             f"({self.frames_per_s:.1f} frames/s, {self.windows_per_s:.2f} windows/s); "
             f"{self.warnings} annotation warnings",
         ]
+        out += self.audio.lines()
         out += [f"  failed: {video}: {reason}" for video, reason in self.failures]
         return out
 
@@ -90,7 +97,8 @@ class ExtractSummary:
 def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSet:
     """The encoders named by `cfg.encoders`, with per-role overrides, on `cfg.device`."""
     from fgvu.extract.encoders.registry import (
-        ENCODER_SETS, build_captioner, build_image_text_encoder, build_video_encoder,
+        ENCODER_SETS, audio_encoder_name, build_audio_encoder, build_captioner, build_image_text_encoder,
+        build_video_encoder,
     )
 
     if cfg.encoders not in ENCODER_SETS:
@@ -103,10 +111,12 @@ def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSe
     if with_captioner:
         captioner = build_captioner(names["captioner"], device=cfg.device, max_new_tokens=cfg.max_new_tokens,
                                     batch_size=cfg.caption_batch)
+    audio = audio_encoder_name(cfg.encoders, cfg.audio_encoder)
     return EncoderSet(
         video=build_video_encoder(names["video"], device=cfg.device, batch_size=cfg.clip_batch),
         image_text=build_image_text_encoder(names["image"], device=cfg.device, batch_size=cfg.image_batch),
         captioner=captioner,
+        audio=build_audio_encoder(audio, device=cfg.device, batch_size=cfg.audio_batch) if audio else None,
     )
 
 
@@ -191,12 +201,14 @@ def make_spec(cfg: ExtractConfig, task: str, encoders: EncoderSet, prompt: str,
 
 @dataclass
 class PreparedSource:
-    """A probed source: its layout, per-item targets (or the error reading them), reused captions."""
+    """A probed source: its layout, per-item targets (or the error reading them), reused captions,
+    and its soundtrack when the cache stores audio."""
 
     info: VideoInfo
     layout: WindowLayout
     targets: dict[str, object]
     captions: list[str] | None
+    audio: AudioTrack | None = None
 
 
 class PartRun:
@@ -229,6 +241,10 @@ class PartRun:
         header = PreparedSource(info, layout, targets, captions)
         if all(isinstance(t, Exception) for t in targets.values()):
             return header, None  # nothing to write: do not decode
+        if self.encoders.audio is not None:
+            from fgvu.extract.audio_source import read_audio
+
+            header.audio = read_audio(group.source, info.n_frames, info.fps)
         size = conversion_size(info.height, info.width, self.side)
         return header, source.frames(layout.needed_frames(), size=size)
 
@@ -278,7 +294,7 @@ class PartRun:
                             fail([name], error)
                         if len(bad) < len(event.job.items):
                             encoder = SourceEncoder(self.encoders, event.header.layout, self.prompt, self.batches,
-                                                    event.header.captions)
+                                                    event.header.captions, self._audio_input(event.header))
                     elif isinstance(event, Failed):
                         names = [i.name for i in event.job.items]
                         if current is not None and current[0] is event.job:  # failed while decoding
@@ -294,6 +310,11 @@ class PartRun:
         summary.seconds = time.perf_counter() - start
         return summary
 
+    def _audio_input(self, header: PreparedSource) -> AudioInput | None:
+        if header.audio is None:
+            return None
+        return AudioInput(header.audio, float(header.info.fps), self.plan.image_every)
+
     def _write(self, writer, group: SourceGroup, header: PreparedSource, encoder: SourceEncoder,
                summary: ExtractSummary, fail, bar) -> None:
         """Finish the source's encoding and append each of its items with its own targets."""
@@ -307,6 +328,10 @@ class PartRun:
             return
         summary.counts.add(features.counts)
         summary.frames += header.info.n_frames
+        if header.audio is not None:
+            summary.audio.add(header.audio)
+            for issue in header.audio.issues:
+                log.warning("audio: %s", issue.detail)
         lay = header.layout
         for item in ok:
             targets = header.targets[item.name]
@@ -341,6 +366,10 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     (missing dataset, incompatible cache, part locked) raise FgvuError subclasses; a video that
     cannot be read is a failure in the summary, not an exception.
     """
+    if cfg.only is not None:
+        from fgvu.extract.add_stream import add_stream
+
+        return add_stream(cfg, audio_encoder=encoders.audio if encoders is not None else None, adapter=adapter)
     if cfg.engine == "ray":
         return run_with_ray(cfg)
     if adapter is None:
