@@ -15,7 +15,7 @@ import numpy as np
 from fgvu.cache.layout import iter_committed_parts, layout_of
 from fgvu.cache.reader import open_cache
 from fgvu.cache.spec import read_spec
-from fgvu.modalities import GRIDS
+from fgvu.modalities import GRIDS, MODALITIES
 
 
 def disk_size(path: str | Path) -> int:
@@ -39,12 +39,17 @@ def cache_info(cache: str | Path) -> dict:
     splits: Counter = Counter()
     totals: Counter = Counter()
     failures = []
+    masked = {m for m in MODALITIES.values() if m.masked and m.name in spec.dims}
+    valid_rows: Counter = Counter()
     parts = list(iter_committed_parts(cache))
     for part in parts:
         totals.update(part.rows)
         failures += [{**f, "part": part.name} for f in part.failures]
         if part.n_videos:
-            splits.update(part.group()["videos/split"][: part.n_videos].tolist())
+            group = part.group()
+            splits.update(group["videos/split"][: part.n_videos].tolist())
+            for m in masked:  # bool rows: cheap to count
+                valid_rows[m.name] += int(np.count_nonzero(group[m.mask][: part.rows[m.on_grid.table]]))
     return {
         "path": str(cache),
         "dataset": spec.dataset,
@@ -57,6 +62,9 @@ def cache_info(cache: str | Path) -> dict:
         "image_rows": totals[GRIDS["image"].table],
         "caption_rows": totals[GRIDS["caption"].table],
         "dims": dict(spec.dims),
+        "modalities": [m.name for m in MODALITIES.values() if m.name in spec.dims],
+        "missing_modalities": [m.name for m in MODALITIES.values() if m.name not in spec.dims],
+        "valid_rows": {m.name: [valid_rows[m.name], totals[m.on_grid.table]] for m in masked},
         "video_frames": list(spec.sampling.video_frames),
         "sampling": spec.sampling.to_dict(),
         "encoders": spec.encoders,
@@ -77,6 +85,10 @@ def info_lines(info: dict) -> list[str]:
         f"caption rows: {info['caption_rows']}",
         "dims: " + ", ".join(f"{k} {v}" for k, v in info["dims"].items())
         + f"   video clips: T = {', '.join(map(str, info['video_frames']))}",
+        "streams: " + (", ".join(info["modalities"]) or "none")
+        + (f"   not in this cache: {', '.join(info['missing_modalities'])}" if info["missing_modalities"] else ""),
+        *(f"{name}: {valid} of {total} rows hold real input ({valid / total if total else 0:.0%}), the rest masked"
+          for name, (valid, total) in info["valid_rows"].items()),
         "sampling: " + ", ".join(f"{k}={v}" for k, v in info["sampling"].items()),
         "encoders:",
     ]
