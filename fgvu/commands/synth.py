@@ -19,13 +19,17 @@ def synth_videos(
     videos: int = option(8, help="Number of videos."),
     frames: int = option(200, help="Frames per video (lengths vary around this; one is shorter than a window)."),
     seed: int = option(0, help="Random seed."),
+    audio: bool = typer.Option(False, "--audio", help="Give most videos an AAC soundtrack whose pitch and loudness "
+                               "(aff-wild2) or sounds of an off-screen fight (dvd) carry a part of the target the "
+                               "pictures do not; every fifth video has no audio stream."),
 ) -> None:
     """Write small real video files in a dataset's layout; colour drives valence, motion speed
-    drives arousal, fast collisions are violent."""
+    drives arousal, fast collisions are violent (and with --audio, the soundtrack carries more)."""
     from fgvu.synth.videos import write_video_dataset
 
-    root = write_video_dataset(out, layout=layout, videos=videos, frames=frames, seed=seed)
-    typer.echo(f"wrote {videos} synthetic videos in the {layout} layout under {root}")
+    root = write_video_dataset(out, layout=layout, videos=videos, frames=frames, seed=seed, audio=audio)
+    sound = " with soundtracks" if audio else ""
+    typer.echo(f"wrote {videos} synthetic videos{sound} in the {layout} layout under {root}")
 
 
 @synth_app.command("features")
@@ -35,12 +39,14 @@ def synth_features(
     videos: int = option(24, help="Number of videos."),
     frames: int = option(600, help="Frames per video (lengths vary around this)."),
     seed: int = option(0, help="Random seed."),
+    audio: bool = typer.Option(False, "--audio", help="Add an audio stream (masked in some videos) that carries "
+                               "its own part of the target."),
 ) -> None:
     """Write a feature cache directly (no videos, no encoders): each modality carries a different
     part of the target, so fusion can beat every single modality."""
     from fgvu.synth.features import write_feature_cache
 
-    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed)
+    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed, audio=audio)
     typer.echo(f"wrote a synthetic {task} feature cache with {videos} videos to {path}")
 
 
