@@ -119,3 +119,21 @@ def test_silent_stretches_and_frame_folders(tmp_path):
     assert not empty.has_sound and _kinds(empty) == ["no soundtrack"] and len(empty.samples) == RATE
     unreadable = read_audio(write_audio_only(tmp_path / "audio.mp4", seconds=1.0), 10, 10.0)
     assert unreadable.has_sound  # an audio-only file still has sound (the video source rejects the file)
+
+
+def test_an_unexpected_decoder_error_masks_the_rest_and_keeps_what_was_read(tmp_path, monkeypatch):
+    from fgvu.extract import audio_source
+
+    path = _file(tmp_path, "ok.mp4", Sound())
+    real_add, seen = audio_source._Segment.add, []
+
+    def add(self, frame):
+        seen.append(1)
+        if len(seen) == 60:  # about 1.3 s in
+            raise RuntimeError("resampler broke")
+        real_add(self, frame)
+
+    monkeypatch.setattr(audio_source._Segment, "add", add)
+    track = read_audio(path, N_FRAMES, FPS)
+    assert "undecodable audio" in _kinds(track) and "resampler broke" in track.issues[0].detail
+    assert track.valid[: int(1.2 * RATE)].all() and not track.valid[int(1.4 * RATE):].any()

@@ -194,7 +194,8 @@ class CacheExtension:
         self.grid = self.modality.on_grid
         self.dim, self.fingerprint = int(dim), dict(fingerprint)
         name, role = self.modality.name, self.modality.role
-        if name in self.spec.dims and (self.spec.dims[name], self.spec.encoders.get(role)) != (self.dim, self.fingerprint):
+        recorded = (self.spec.dims.get(name), self.spec.encoders.get(role))
+        if name in self.spec.dims and recorded != (self.dim, self.fingerprint):
             have = self.spec.encoders.get(role, {})
             raise CacheError(f"cache {self.cache} already has {name} features from {have.get('variant')} "
                              f"(dim {self.spec.dims[name]}); this run's encoder is {self.fingerprint.get('variant')} "

@@ -133,9 +133,15 @@ class _Decoder:
         except av.error.FFmpegError as e:
             self.track.issues.append(AudioIssue(
                 "corrupt audio", f"{self.path}: the audio stream breaks off ({e}); the rest is masked"))
-        except (ValueError, RuntimeError) as e:  # a codec PyAV cannot set up
-            self.track.issues.append(AudioIssue("undecodable audio", f"{self.path}: cannot decode the audio ({e})"))
-        self._close()
+        except Exception as e:  # noqa: BLE001 - a soundtrack never costs the video its pictures
+            self.track.issues.append(AudioIssue(
+                "undecodable audio", f"{self.path}: cannot decode the audio ({type(e).__name__}: {e}); the rest "
+                "is masked"))
+        try:
+            self._close()  # what was decoded before any error is kept
+        except Exception as e:  # noqa: BLE001
+            self.track.issues.append(AudioIssue("undecodable audio", f"{self.path}: cannot resample the audio "
+                                                f"({type(e).__name__}: {e}); its last stretch is masked"))
         if self.corrupt:
             self.track.issues.append(AudioIssue(
                 "corrupt audio", f"{self.path}: {self.corrupt} corrupt audio packet(s) skipped; their time is masked"))

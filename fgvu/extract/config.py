@@ -41,9 +41,10 @@ class ExtractConfig:
     video_encoder: str | None = opt(None, "Override the set's video encoder (e.g. videoprism-large).")
     image_encoder: str | None = opt(None, "Override the set's CLIP image/text encoder (e.g. clip:ViT-B-16).")
     captioner: str | None = opt(None, "Override the set's captioner (e.g. captioner:/path/to/blip2).")
-    audio_encoder: str | None = opt(None, "Audio encoder: audio:wavlm-base-plus, audio:wav2vec2-base, audio:hubert-base "
-                                    "(optionally :/local/dir), audio:/local/dir, audio-tiny, or none for no audio.",
-                                    shown="the set's (none for paper)")
+    audio_encoder: str | None = opt(None, "Audio encoder: audio:wavlm-base-plus, audio:wav2vec2-base, "
+                                    "audio:hubert-base (optionally :/local/dir), audio:/local/dir, audio-tiny, or "
+                                    "none for no audio.",
+                                    shown="the set's; none for paper")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     # sampling plan (window 64 and image grid every 4 frames are fixed by the paper)
     stride: int = opt(16, "Frames between window starts (windows are 64 frames).", ge=1)
@@ -78,7 +79,8 @@ class ExtractConfig:
     # 7B MiniGPT-4 on an H200: 54 captions/s at 64 vs 22 at 16
     caption_batch: int = opt(CAPTION_BATCH, "Frames per captioner call.", ge=1)
     text_batch: int = opt(256, "Captions per CLIP text call.", ge=1)
-    audio_batch: int = opt(8, "Audio chunks (20 s each) per audio-encoder call.", ge=1)
+    audio_batch: int = opt(8, "Audio chunks (20 s of sound each for the real speech models) per audio-encoder "
+                           "call.", ge=1)
     prefetch: int = opt(64, "Decoded frames buffered ahead of the encoders.", ge=1)
     progress: bool = opt(True, QUIET_HELP, flag="--quiet", inverted=True)
 

@@ -74,7 +74,6 @@ def mix_va(arousal: np.ndarray, sound: Soundtrack | None) -> np.ndarray:
 
 def violence_soundtrack(rng: np.random.Generator, seen: np.ndarray, fps: float) -> Soundtrack:
     """A fight heard off screen in a calm stretch, on top of the fights `seen` (0/1 per frame)."""
-    n = len(seen)
     heard = np.asarray(seen, bool).copy()
     calm = np.flatnonzero(~heard)
     if len(calm) > 40:

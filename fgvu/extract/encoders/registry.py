@@ -27,7 +27,8 @@ from fgvu.extract.encoders.base import (
 
 DEFAULT_AUDIO_ENCODER = "audio:wavlm-base-plus"
 NO_AUDIO = "none"
-_PAPER = {"video": "videoprism-base", "image": "clip:ViT-L-14:openai", "captioner": "captioner:minigpt4:models/minigpt4"}
+_PAPER = {"video": "videoprism-base", "image": "clip:ViT-L-14:openai",
+          "captioner": "captioner:minigpt4:models/minigpt4"}
 ENCODER_SETS: dict[str, dict[str, str]] = {
     "tiny": {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny", "audio": "audio-tiny"},
     "paper": dict(_PAPER),
