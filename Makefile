@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_encoders.py --quick
 	$(PY) benchmarks/bench_captioner.py
 	$(PY) benchmarks/bench_stream.py
+	$(PY) benchmarks/bench_audio.py
 
 clean:
 	rm -rf $(DEMO) results .pytest_cache

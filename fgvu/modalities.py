@@ -17,6 +17,8 @@ Two kinds of storage exist:
 
 A modality with `masked=True` also stores a per-row validity mask (audio: a video without a
 soundtrack, or a gap in it); masked steps are left out of attention and reconstruction.
+Audio lives on the image grid: one row per image-grid frame, covering that frame's step of
+time, so audio step k of a window covers the same seconds as image step k.
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ class Modality:
     name: str  # the key in cache.json's dims and encoders, and the --query value
     storage: Literal["grid", "clip"]
     role: str  # the extraction encoder role that fills it
-    length_option: str  # the FitConfig field that picks its steps per window at training time
+    # the FitConfig field that picks its steps per window at training time; None: every grid step
+    length_option: str | None
     description: str
     grid: str | None = None  # grid storage: the name of its GRIDS entry
     masked: bool = False  # stores a per-row validity mask
+    how_to_add: str = ""  # how to get it into a cache that lacks it, for error messages
 
     @property
     def features(self) -> str:
@@ -107,6 +111,12 @@ MODALITIES: dict[str, Modality] = {
         Modality("i", "image", "grid", "image", "image_frames", "CLIP image embeddings of the image grid",
                  grid="image"),
         Modality("t", "text", "grid", "text", "captions", "CLIP text embeddings of the captions", grid="caption"),
+        # one row per image-grid frame, pooled over that frame's step of time; masked where the
+        # soundtrack is missing, silent or broken
+        Modality("a", "audio", "grid", "audio", None, "speech-model embeddings of the soundtrack, per image step",
+                 grid="image", masked=True,
+                 how_to_add="extract with --audio-encoder, or add it to this cache with "
+                            "`fgvu extract --only audio --into CACHE`"),
     )
 }
 BY_NAME: dict[str, Modality] = {m.name: m for m in MODALITIES.values()}
@@ -119,7 +129,7 @@ class ModalityError(FgvuError):
 
 
 def known() -> str:
-    """'v (video), i (image), t (text)' for error messages and help texts."""
+    """'v (video), i (image), t (text), a (audio)' for error messages and help texts."""
     return ", ".join(f"{m.letter} ({m.name})" for m in MODALITIES.values())
 
 

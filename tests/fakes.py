@@ -3,6 +3,8 @@
 Fake frames carry their own frame number in their pixels (channel 0: f % 256, channel 1:
 f // 256), and the fake encoders read it back. So a test can tell exactly which frames each
 encoder saw, how often, and whether every window's indices point at the planned frames.
+Soundtracks written by `write_video(..., audio=Sound())` carry the time in their loudness (a
+1 kHz tone whose amplitude rises linearly), and `FakeAudio` reads it back per frame.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.extract.datasets import DatasetAdapter, DatasetError, Targets, VideoItem
-from fgvu.extract.encoders.base import Captioner, ImageTextEncoder, VideoEncoder, make_fingerprint
+from fgvu.extract.encoders.base import AudioEncoder, Captioner, ImageTextEncoder, VideoEncoder, make_fingerprint
 from fgvu.extract.encoding import EncoderSet
 from fgvu.extract.video_source import FrameSource, VideoDecodeError, VideoInfo
 
@@ -106,8 +108,30 @@ class FakeCaptioner(Captioner):
         return [f"a frame numbered {n}" for n in numbers.tolist()]
 
 
-def fake_encoders(delay: float = 0.0) -> EncoderSet:
-    return EncoderSet(video=FakeVideo(delay), image_text=FakeImageText(delay), captioner=FakeCaptioner())
+class FakeAudio(AudioEncoder):
+    """Per 20 ms frame: [RMS of the 25 ms it sees, its peak, 1, 0]; logs the (B, L) of every call."""
+
+    dim = 4
+
+    def __init__(self, chunk_seconds: float = 2.0, context_seconds: float = 0.4, batch_size: int = 3):
+        self.fingerprint = make_fingerprint("fake-audio", "fake", 4, {"rate": 16000}, "random-init:0")
+        self.chunk_seconds, self.context_seconds, self.batch_size = chunk_seconds, context_seconds, batch_size
+        self.calls: list[tuple[int, int]] = []
+
+    def encode_waves(self, waves):
+        self.calls.append(waves.shape)
+        n = self.frames_for(waves.shape[1])
+        idx = np.arange(n)[:, None] * self.hop + np.arange(self.receptive_field)[None, :]
+        seen = waves[:, idx]  # (B, n, 400)
+        out = np.zeros((len(waves), n, 4), np.float32)
+        out[..., 0] = np.sqrt((seen ** 2).mean(-1))
+        out[..., 1] = np.abs(seen).max(-1)
+        out[..., 2] = 1
+        return out
+
+
+def fake_encoders(delay: float = 0.0, audio: AudioEncoder | None = None) -> EncoderSet:
+    return EncoderSet(video=FakeVideo(delay), image_text=FakeImageText(delay), captioner=FakeCaptioner(), audio=audio)
 
 
 class FakeSource(FrameSource):
@@ -165,23 +189,76 @@ class FakeAdapter(DatasetAdapter):
 # ---- real files ------------------------------------------------------------------------------
 
 
-def write_video(path: Path, n_frames: int, size: tuple[int, int] = (48, 64), fps: int = 25, seed: int = 0) -> Path:
-    """A small real H.264 file (mpeg4 where libx264 is missing) with moving, coloured content."""
+@dataclass(frozen=True)
+class Sound:
+    """A soundtrack for `write_video`: a 1 kHz tone whose amplitude is `ramp_amplitude(t)` at t seconds
+    (so its loudness tells the time), or zeros; on `layout`'s channels, at `rate`, from `start` s for
+    `seconds` (default: the video's length), with `gap` = (from, to) s left out."""
+
+    rate: int = 48000
+    layout: str = "stereo"
+    codec: str = "aac"
+    start: float = 0.0
+    seconds: float | None = None
+    gap: tuple[float, float] | None = None
+    zeros: bool = False
+    only: str | None = None  # put the tone on this channel only (e.g. "FC"), silence on the others
+    mute: tuple[float, float] | None = None  # (from, to) s of digital silence inside the track
+
+
+RAMP_SECONDS = 20.0
+
+
+def ramp_amplitude(t):
+    """The tone's amplitude at t seconds: 0.02 rising by 0.02 per second."""
+    return 0.02 + 0.02 * np.asarray(t)
+
+
+def _mux_sound(container, stream, sound: Sound, duration: float) -> None:
+    import av
+
+    frame_size = 960 if sound.codec == "libopus" else 1024
+    seconds = duration - sound.start if sound.seconds is None else sound.seconds
+    n = int(round(seconds * sound.rate))
+    t = sound.start + np.arange(n + frame_size) / sound.rate
+    tone = np.zeros_like(t) if sound.zeros else ramp_amplitude(t) * np.sin(2 * np.pi * 1000 * t)
+    if sound.mute:
+        tone[(t >= sound.mute[0]) & (t < sound.mute[1])] = 0.0
+    names = [c.name for c in av.AudioLayout(sound.layout).channels]
+    channels = np.stack([tone if sound.only in (None, name) else 0 * tone for name in names]).astype(np.float32)
+    offset = int(round(sound.start * sound.rate))
+    for i in range(0, n, frame_size):
+        if sound.gap and sound.gap[0] <= sound.start + i / sound.rate < sound.gap[1]:
+            continue
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(channels[:, i:i + frame_size]), format="fltp",
+                                           layout=sound.layout)
+        frame.sample_rate, frame.pts = sound.rate, offset + i
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def write_video(path: Path, n_frames: int, size: tuple[int, int] = (48, 64), fps: int = 25, seed: int = 0,
+                audio: Sound | None = None, container_format: str | None = None) -> Path:
+    """A small real H.264 file (mpeg4 where libx264 is missing) with moving, coloured content,
+    and `audio` as its soundtrack."""
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format=container_format) as container:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width, stream.pix_fmt = size[0], size[1], "yuv420p"
+        sound = container.add_stream(audio.codec, rate=audio.rate, layout=audio.layout) if audio else None
         for f in range(n_frames):
             img = np.roll(base, shift=3 * f, axis=1)
             img[: size[0] // 4, : size[1] // 4] = (f * 5) % 256
             container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         container.mux(stream.encode())
+        if audio:
+            _mux_sound(container, sound, audio, n_frames / fps)
     return path
 
 
@@ -204,17 +281,19 @@ def write_audio_only(path: Path, seconds: float = 0.5, rate: int = 16000) -> Pat
     return path
 
 
-def write_affwild2(root: Path, videos: dict[str, int], left_right: tuple[str, ...] = ()) -> Path:
+def write_affwild2(root: Path, videos: dict[str, int], left_right: tuple[str, ...] = (),
+                   audio: dict[str, Sound] | None = None) -> Path:
     """A tiny Aff-Wild2 tree: batch1/<name>.mp4 and VA_Estimation_Challenge/Train_Set/<name>.txt.
 
-    Names in `left_right` get `<name>_left.txt` and `<name>_right.txt` instead of `<name>.txt`.
+    Names in `left_right` get `<name>_left.txt` and `<name>_right.txt` instead of `<name>.txt`;
+    names in `audio` get that soundtrack.
     Line k of each annotation is (k % 200) / 200 - 0.5 and its negative (right: swapped signs).
     """
     root = Path(root)
     ann = root / "VA_Estimation_Challenge" / "Train_Set"
     ann.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate(sorted(videos.items())):
-        write_video(root / "batch1" / f"{name}.mp4", n, seed=i)
+        write_video(root / "batch1" / f"{name}.mp4", n, seed=i, audio=(audio or {}).get(name))
         valence = (np.arange(n) % 200) / 200 - 0.5
         people = {"_left": 1, "_right": -1} if name in left_right else {"": 1}
         for suffix, sign in people.items():

@@ -122,9 +122,12 @@ def _spec(**plan) -> CacheSpec:
 def test_sampling_variants_are_skipped_where_the_cache_lacks_them():
     configs = default_grid().build()
     plain = {n for n, c in configs.items() if unavailable_reason(c, _spec())}
-    assert plain == {"captions-8", "video-8", "video-32"}
+    # issue 11 added the audio rows, which a cache without audio cannot serve either
+    assert plain == {"captions-8", "video-8", "video-32", "a", "i+a", "v+i+t+a"}
     assert "--caption-every 8" in unavailable_reason(configs["captions-8"], _spec())
+    assert "the cache has no audio features" in unavailable_reason(configs["i+a"], _spec())
     rich = _spec(caption_every=8, video_frames=(8, 16, 32))
+    rich.dims["audio"] = 8
     assert not any(unavailable_reason(c, rich) for c in configs.values())
     # a stream the configuration does not use imposes nothing
     assert unavailable_reason(FitConfig(captions=8, model=configs["v+i"].model), _spec()) is None
@@ -339,7 +342,8 @@ def test_cli_dry_run_and_report(small_cache, tmp_path):
                                  "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert "skipping captions-8" in result.output and "skipping video-32" in result.output
-    assert f"{20 * 2} runs" in result.output  # 23 configurations, 3 sampling variants not in this cache
+    assert f"{20 * 2} runs" in result.output  # 26 configurations; 3 sampling variants, 3 audio rows not in this cache
+    assert "skipping v+i+t+a: the cache has no audio features" in result.output
     assert not (tmp_path / "o").exists()
     wrong = runner.invoke(app, ["ablations", str(small_cache), "--task", "violence", "--dry-run"])
     assert wrong.exit_code != 0 and "holds task 'va'" in str(wrong.exception)
@@ -450,3 +454,31 @@ def test_reports_label_runs_selected_on_val_and_compare_over_videos(tmp_path):
     assert 0 < float(summary["concat"]["video_p"]) <= 1 and summary["full"]["video_p"] == ""
     runs = list(csv.DictReader(open(files["runs"])))
     assert {r["selected_on"] for r in runs} == {"selected on val"} and {r["reported_on"] for r in runs} == {"val"}
+
+
+def test_the_report_says_whether_audio_helps(small_cache, tmp_path):
+    from fgvu.synth.features import write_feature_cache
+
+    cache = write_feature_cache(tmp_path / "audio-cache", "va", videos=8, frames=160, dims=16, audio=True)
+    grid = Grid((Ablation("full", "reference"),
+                 Ablation("v+i+t+a", "audio", model={"modalities": ("v", "i", "t", "a")}),
+                 Ablation("a", "audio", model={"modalities": ("a",), "query": "audio"})),
+                base_fit=TINY, base_model=TINY_MODEL)
+    _, results, files = run_ablations(cache, tmp_path / "o", grid, seeds=2, jobs=1, progress=False,
+                                      log=lambda *_: None)
+    assert {r.status for r in results} == {"done"}
+    md = files["markdown"].read_text()
+    row = {r["config"]: r for r in csv.DictReader(open(files["summary"]))}["v+i+t+a"]
+    verdict = md.split("## Does audio help?")[1].split("\n\n")[1]
+    assert verdict.startswith("`v+i+t+a` against **full**, the same configuration without audio: ")
+    assert f"{float(row['delta']):+.3f}" in verdict
+    expected = ("audio helps" if float(row["delta"]) > 0 else "audio hurts") if row["significant"] == "True" \
+        else "no significant difference"
+    assert verdict.endswith(f"{expected}.")
+    assert md.count("## Does") == 1  # `a` alone changes more than adding audio: no verdict of its own
+    # a cache without audio: the audio rows are skipped, and the report says so
+    _, _, files = run_ablations(small_cache, tmp_path / "plain", grid, seeds=1, jobs=1, progress=False,
+                                log=lambda *_: None)
+    md = files["markdown"].read_text()
+    assert "## Does audio help?" in md and "not measured: the cache has no audio features" in md
+    assert "- a: the cache has no audio features" in md

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fakes import FakeAdapter, fake_encoders
 from fgvu.cache import open_cache, part_path, read_captions
+from fgvu.cache.export import export_h5
 from fgvu.cache.tools import cache_info, info_lines
 from fgvu.cache.verify import verify_cache
 from fgvu.commands import cache as cache_command
@@ -151,3 +152,28 @@ def test_read_captions_ignores_uncommitted_lines(cache):
         f.write(json.dumps({"video": "ghost", "frame": 0, "text": "uncommitted"}) + "\n")
     table = read_captions(cache)
     assert ("ghost", 0) not in table and len(table) == len(open_cache(cache).text)
+
+
+def test_info_verify_and_export_say_whether_a_cache_has_audio(cache, tmp_path):
+    from fgvu.synth.features import write_feature_cache
+
+    plain = "\n".join(info_lines(cache_info(cache)))
+    assert "streams: video, image, text   not in this cache: audio" in plain
+    sound = write_feature_cache(tmp_path / "sound", videos=5, frames=120, dims=8, audio=True)
+    info = cache_info(sound)
+    view = open_cache(sound)
+    assert info["modalities"] == ["video", "image", "text", "audio"] and info["missing_modalities"] == []
+    assert info["valid_rows"] == {"audio": [int(view.audio_mask.sum()), len(view.audio_mask)]}
+    text = "\n".join(info_lines(info))
+    share = view.audio_mask.mean()
+    assert 0 < share < 1 and f"audio: {int(view.audio_mask.sum())} of {len(view.audio)} rows hold real input" in text
+    assert verify_cache(sound) == []
+    out = export_h5(sound, tmp_path / "sound.h5")
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["frames/audio"][:], view.audio) and np.array_equal(f["frames/audio_mask"][:],
+                                                                                    view.audio_mask)
+    arr = zarr.open_group(part_path(sound, 0), mode="a")["frames/audio"]
+    row = np.asarray(arr[3])
+    row[0] = np.nan
+    arr[3] = row
+    assert any("frames/audio: 1 rows with NaN/Inf (first row 3)" in p for p in verify_cache(sound))

@@ -40,7 +40,11 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_encoder_sets():
-    assert ENCODER_SETS["tiny"] == {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny"}
+    # issue 11: the tiny set gained audio-tiny; paper stays the paper's three, paper+audio adds WavLM-base+
+    assert ENCODER_SETS["tiny"] == {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny",
+                                    "audio": "audio-tiny"}
+    assert set(ENCODER_SETS["paper"]) == {"video", "image", "captioner"}
+    assert ENCODER_SETS["paper+audio"] == {**ENCODER_SETS["paper"], "audio": "audio:wavlm-base-plus"}
     assert ENCODER_SETS["paper"]["video"] == "videoprism-base"
     assert ENCODER_SETS["paper"]["image"] == "clip:ViT-L-14:openai"
     assert ENCODER_SETS["paper"]["captioner"].startswith("captioner:minigpt4:")

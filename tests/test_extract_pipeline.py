@@ -412,7 +412,11 @@ def test_cli_with_the_tiny_encoders(tmp_path):
     assert view.n_windows == 6 + 2 * 2 and view.image.shape[1] == view.spec.dims["image"]
     assert np.isfinite(view.video[16].astype(np.float32)).all() and view.video[16].std() > 0
     assert len(view.captions) == len(view.text) and all(isinstance(c["text"], str) for c in view.captions)
+    # issue 11: the tiny set includes audio-tiny; these files have no audio stream, so it is all masked
     assert {r: fp["variant"] for r, fp in view.spec.encoders.items()} == {
-        "video": "videoprism-tiny", "image": "clip-tiny", "text": "clip-tiny", "captioner": "captioner-tiny"}
+        "video": "videoprism-tiny", "image": "clip-tiny", "text": "clip-tiny", "captioner": "captioner-tiny",
+        "audio": "audio-tiny"}
+    assert view.audio.shape == (len(view.image), 32) and not view.audio_mask.any()
+    assert "audio: 0 of 2 soundtracks with sound; warnings: no audio stream 2" in result.output
     assert view.spec.encoders["text"]["role"] == "text"
     assert verify_cache(tmp_path / "c") == []

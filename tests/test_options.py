@@ -141,7 +141,8 @@ def test_fit_help_choices_come_from_the_registries():
     (["--val-fraction", "1"], r"--val-fraction: 1 is out of range; it must be in \(0,1\)"),
     (["--epochs", "0"], r"--epochs: 0 is out of range; it must be >=1"),
     (["--batch-size", "many"], r"--batch-size 'many': not an integer"),
-    (["--query", "audio"], r"--query: 'audio' is not one of video, image, text"),
+    # issue 11 made audio a modality (and --query audio valid): an unknown name is still refused
+    (["--query", "speech"], r"--query: 'speech' is not one of video, image, text, audio"),
 ])
 def test_fit_refuses_bad_values_at_parse_time(tmp_path, args, message):
     # the cache does not exist: the option is refused before anything looks at it
@@ -167,10 +168,10 @@ def test_fgvu_toml_values_are_checked_against_the_same_specs(tmp_path):
     from fgvu.settings import SettingsError, load_section
 
     toml = tmp_path / "fgvu.toml"
-    toml.write_text("[fit]\ntemporal_mask = 1.0\n[model]\nquery = \"audio\"\n")
+    toml.write_text("[fit]\ntemporal_mask = 1.0\n[model]\nquery = \"speech\"\n")  # audio is valid since issue 11
     with pytest.raises(SettingsError, match=r"\[fit\]\.temporal_mask: 1 is out of range; it must be in \[0,1\)"):
         load_section(FitConfig(), "fit", toml)
-    with pytest.raises(SettingsError, match=r"\[model\]\.query: 'audio' is not one of video, image, text"):
+    with pytest.raises(SettingsError, match=r"\[model\]\.query: 'speech' is not one of video, image, text, audio"):
         load_section(ModelConfig(), "model", toml)
 
 

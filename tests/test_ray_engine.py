@@ -140,7 +140,7 @@ def test_a_bad_encoder_is_one_line_from_the_probe(cluster, dataset, tmp_path):
 
     root, _, _ = dataset
     with pytest.raises(EncoderError) as error:
-        run_ray(_cfg(root, tmp_path / "cache", encoders="tiny", video_encoder="videoprism-nope"))
+        run_ray(_cfg(root, tmp_path / "cache", encoders="tiny", audio_encoder="none", video_encoder="videoprism-nope"))
     assert "unknown video encoder 'videoprism-nope'" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "cache").exists()  # nothing started, nothing written
 

@@ -51,6 +51,7 @@ def test_targets_are_smooth_in_time(va_cache):
 def _ridge_ccc(view, mods):
     """Validation CCC of a per-step linear ridge fit on the training videos (an independent learner)."""
     feats = {"i": lambda w: view.image[view.image_index[w]], "v": lambda w: view.video[16][w],
+             "a": lambda w: view.audio[view.image_index[w]],
              "t": lambda w: np.repeat(view.text[view.caption_index[w]], 4, axis=1)}
 
     def table(split):
@@ -122,3 +123,22 @@ def test_dims_plan_seed_and_bad_arguments(tmp_path):
         write_feature_cache(tmp_path / "d", task="emotion")
     with pytest.raises(CacheError, match="unknown modalities"):
         write_feature_cache(tmp_path / "e", dims={"audio": 8})
+
+
+def test_audio_carries_its_own_share_and_shuffled_audio_none(tmp_path):
+    plain = open_cache(write_feature_cache(tmp_path / "p", videos=20, frames=400, seed=3))
+    sound = open_cache(write_feature_cache(tmp_path / "a", videos=20, frames=400, seed=3, audio=True))
+    shuffled = open_cache(write_feature_cache(tmp_path / "s", videos=20, frames=400, seed=3, audio=True,
+                                              shuffle_audio=True))
+    assert sound.spec.dims == {"video": 48, "image": 48, "text": 32, "audio": 32}
+    assert plain.audio is None and "audio" not in plain.spec.dims
+    silent = [v for v in range(20) if v % 5 == 4]
+    for v in range(20):
+        assert sound.audio_mask[sound.image_index[sound.windows_of([v])]].any() == (v not in silent)
+    # the control differs from the cache in the audio rows only
+    np.testing.assert_array_equal(sound.image, shuffled.image)
+    np.testing.assert_array_equal(sound.targets, shuffled.targets)
+    assert not np.array_equal(sound.audio, shuffled.audio)
+    alone, fused, without = _ridge_ccc(sound, "a"), _ridge_ccc(sound, "ivta"), _ridge_ccc(sound, "ivt")
+    assert alone > 0.2 and fused > without + 0.1, (alone, fused, without)
+    assert _ridge_ccc(shuffled, "a") < 0.1

@@ -3,7 +3,9 @@
 The default grid follows DESIGN.md. Its reference, the *full model*, is the paper's full model:
 v,i,t with cross-attention (image queries), all four feature augmentations and the
 autoencoding term (the abstract names both regularisers); every other configuration changes
-one aspect of it.
+one aspect of it. The audio rows (`a`, `i+a`, `v+i+t+a`) run only on a cache with audio;
+elsewhere they are skipped with the reason, like any configuration whose streams or sampling
+the cache lacks.
 
 A TOML file can define another grid::
 
@@ -118,6 +120,11 @@ def default_grid() -> Grid:
         mods = tuple(subset.split("+"))
         ablations.append(Ablation(subset, "modalities", f"only {subset}",
                                   model={"modalities": mods, "query": MODALITIES[query_letter("image", mods)].name}))
+    for subset, description in (("a", "only audio"), ("i+a", "image and audio"),
+                                ("v+i+t+a", "the full model plus audio")):
+        mods = tuple(subset.split("+"))
+        ablations.append(Ablation(subset, "audio", description,
+                                  model={"modalities": mods, "query": MODALITIES[query_letter("image", mods)].name}))
     ablations += [
         Ablation("concat", "fusion", "pooled GRU states concatenated", model={"fusion": "concat"}),
         Ablation("xattn-sym", "fusion", "every stream attends to the others", model={"fusion": "xattn-sym"}),
@@ -217,15 +224,18 @@ def _parse_config(name: str, body, path: Path) -> Ablation:
 
 
 def unavailable_reason(cfg: FitConfig, spec: CacheSpec) -> str | None:
-    """Why the cache cannot serve this configuration's sampling, or None when it can.
+    """Why the cache cannot serve this configuration's streams or sampling, or None when it can.
 
-    Fewer grid steps than cached (image frames, captions) are taken as every k-th cached one,
-    so the cached count must be a multiple; clips of T frames need their own cached array.
+    Every modality must be in the cache. Fewer grid steps than cached (image frames, captions)
+    are taken as every k-th cached one, so the cached count must be a multiple; clips of T
+    frames need their own cached array.
     """
     plan = spec.sampling
     for letter in cfg.model.modalities:
         m = MODALITIES.get(letter)
-        if m is None or m.name not in spec.dims or not m.length_option:
+        if m is not None and m.name not in spec.dims:
+            return f"the cache has no {m.name} features" + (f" ({m.how_to_add})" if m.how_to_add else "")
+        if m is None or not m.length_option:
             continue
         want = getattr(cfg, m.length_option)
         what = m.length_option.replace("_", " ")

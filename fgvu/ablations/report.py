@@ -18,6 +18,7 @@ from fgvu.fusion.bootstrap import paired_comparison
 from fgvu.fusion.run_folder import (
     REPORT, RunFolderError, load_val_frames, read_metrics, reported, selection_label,
 )
+from fgvu.modalities import MODALITIES
 from fgvu.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -241,6 +242,42 @@ def write_report(plan: GridPlan, results: Sequence[RunResult], out: str | Path) 
     return files
 
 
+def _adds_one_stream(cfg, reference) -> str | None:
+    """The letter a configuration adds to the reference, when that is all it changes."""
+    import dataclasses
+
+    extra = set(cfg.model.modalities) - set(reference.model.modalities)
+    if len(extra) != 1 or not set(reference.model.modalities) <= set(cfg.model.modalities):
+        return None
+    same_model = dataclasses.replace(cfg.model, modalities=reference.model.modalities) == reference.model
+    same_fit = dataclasses.replace(cfg, model=reference.model, seed=reference.seed) == reference
+    return extra.pop() if same_model and same_fit else None
+
+
+def added_stream_verdicts(plan: GridPlan, summary: Sequence[dict]) -> list[str]:
+    """A section per stream that some configuration adds to the reference: does it help?"""
+    metric, reference = TASKS[plan.task].primary, plan.grid.reference
+    label = METRIC_LABELS.get(metric, metric)
+    sections = []
+    for row in summary:
+        letter = _adds_one_stream(plan.configs[row["config"]], plan.configs[reference])
+        if letter is None:
+            continue
+        name = MODALITIES[letter].name
+        if row["status"] != "ok":
+            verdict = f"not measured: {row['note']}."
+        elif math.isnan(row["p_holm"]):
+            verdict = f"{_num(row['delta'], signed=True)} {label}; too few paired seeds to test."
+        else:
+            change = "helps" if row["delta"] > 0 else "hurts"
+            sig = f"{name} {change}" if row["significant"] else "no significant difference"
+            verdict = (f"{_num(row['delta'], signed=True)} {label} (paired t-test, Holm p {_p(row['p_holm'])}): "
+                       f"{sig}.")
+        sections.append(f"## Does {name} help?\n\n`{row['config']}` against **{reference}**, the same "
+                        f"configuration without {name}: {verdict}\n")
+    return sections
+
+
 def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: str, files: dict, out: Path) -> str:
     metric, reference = TASKS[plan.task].primary, plan.grid.reference
     cfg = plan.configs[reference]
@@ -265,9 +302,10 @@ def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: s
         f"over {tested} comparisons, per test.\n",
         markdown_summary(summary, metric, reference),
     ]
+    parts += added_stream_verdicts(plan, summary)
     skipped = [r for r in summary if r["status"] == "skipped"]
     if skipped:
-        parts.append("Skipped (the cache does not hold their sampling):\n\n"
+        parts.append("Skipped (the cache does not hold their streams or sampling):\n\n"
                      + "\n".join(f"- {r['config']}: {r['note']}" for r in skipped) + "\n")
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:

@@ -174,6 +174,24 @@ def chunk_rows(spec: ArraySpec) -> int:
     return int(max(64, min(1 << 16, 2 ** int(np.log2(max(1, CHUNK_BYTES // max(1, spec.row_bytes)))))))
 
 
+def array_options(spec: ArraySpec) -> dict:
+    """How an array of a part is created (chunks, shards, dtype, fill value), for code that adds
+    arrays to an existing part (`fgvu.cache.extend`); the same choices as `PartWriter` makes."""
+    rows = chunk_rows(spec)
+    options = {"chunks": (rows, *spec.row_shape), "dtype": str if spec.dtype == "str" else spec.dtype,
+               "fill_value": "" if spec.dtype == "str" else 0}
+    # Variable-length strings cannot be sharded; the small videos table needs no shards.
+    if spec.dtype != "str" and spec.table != "videos":
+        options["shards"] = (rows * CHUNKS_PER_SHARD, *spec.row_shape)
+    return options
+
+
+def stored_everywhere(arr):
+    """The array set to store every chunk, also one of fill values, so that a missing chunk always
+    means damage (the integrity checks rely on it)."""
+    return arr.with_config({"write_empty_chunks": True})
+
+
 # ---- paths and parts -------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from fgvu.cache.integrity import part_findings, status_lines
 from fgvu.cache.reader import video_column
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import format_bytes
-from fgvu.modalities import GRIDS
+from fgvu.modalities import GRIDS, MODALITIES
 
 
 def disk_size(path: str | Path) -> int:
@@ -33,6 +33,8 @@ def cache_info(cache: str | Path) -> dict:
     failures = []
     missing = []  # frames without an image, per video
     labelled = 0  # frames with every target valid; 0 for a cache extracted without labels
+    masked = {m for m in MODALITIES.values() if m.masked and m.name in spec.dims}
+    valid_rows: Counter = Counter()
     parts = list(iter_committed_parts(cache))
     for part in parts:
         totals.update(part.rows)
@@ -43,6 +45,8 @@ def cache_info(cache: str | Path) -> dict:
             if "videos/missing_frames" in group:  # absent from parts written by fgvu 0.1
                 missing += video_column(part, "missing_frames").tolist()
             labelled += int(np.asarray(group["targets/mask"][: part.rows["frames"]]).all(axis=1).sum())
+            for m in masked:  # bool rows: cheap to count
+                valid_rows[m.name] += int(np.count_nonzero(group[m.mask][: part.rows[m.on_grid.table]]))
     findings = part_findings(cache, spec, parts)
     return {
         "path": str(cache),
@@ -64,6 +68,9 @@ def cache_info(cache: str | Path) -> dict:
         "image_rows": totals[GRIDS["image"].table],
         "caption_rows": totals[GRIDS["caption"].table],
         "dims": dict(spec.dims),
+        "modalities": [m.name for m in MODALITIES.values() if m.name in spec.dims],
+        "missing_modalities": [m.name for m in MODALITIES.values() if m.name not in spec.dims],
+        "valid_rows": {m.name: [valid_rows[m.name], totals[m.on_grid.table]] for m in masked},
         "video_frames": list(spec.sampling.video_frames),
         "sampling": spec.sampling.to_dict(),
         "encoders": spec.encoders,
@@ -89,6 +96,10 @@ def info_lines(info: dict) -> list[str]:
         else "labels: none (every target is masked; `fgvu predict` works, `fgvu fit` and `evaluate` need labels)",
         "dims: " + ", ".join(f"{k} {v}" for k, v in info["dims"].items())
         + f"   video clips: T = {', '.join(map(str, info['video_frames']))}",
+        "streams: " + (", ".join(info["modalities"]) or "none")
+        + (f"   not in this cache: {', '.join(info['missing_modalities'])}" if info["missing_modalities"] else ""),
+        *(f"{name}: {valid} of {total} rows hold real input ({valid / total if total else 0:.0%}), the rest masked"
+          for name, (valid, total) in info["valid_rows"].items()),
         "sampling: " + ", ".join(f"{k}={v}" for k, v in info["sampling"].items()),
         "encoders:",
     ]

@@ -36,7 +36,9 @@ import numpy as np
 
 from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
 from fgvu.cache.commit import CHECKSUM_ALGORITHM, read_commit, write_commit
-from fgvu.cache.layout import CHUNKS_PER_SHARD, TABLES, CacheError, Layout, chunk_rows, layout_of, part_path
+from fgvu.cache.layout import (
+    TABLES, CacheError, Layout, array_options, layout_of, part_path, stored_everywhere,
+)
 from fgvu.cache.record import VideoRecord, record_arrays, record_rows
 from fgvu.cache.spec import CacheSpec, ensure_spec
 from fgvu.cache.storage import (
@@ -135,17 +137,8 @@ class PartWriter:
                 raise CacheError(f"cache {self.cache}: {self.path.name}/{a.name} has rows {arr.shape[1:]}, "
                                  f"expected {a.row_shape}")
         else:
-            rows = chunk_rows(a)
-            kwargs = {}
-            # Variable-length strings cannot be sharded; the small videos table needs no shards.
-            if a.dtype != "str" and a.table != "videos":
-                kwargs["shards"] = (rows * CHUNKS_PER_SHARD, *a.row_shape)
-            arr = self.group.create_array(
-                a.name, shape=(0, *a.row_shape), chunks=(rows, *a.row_shape),
-                dtype=str if a.dtype == "str" else a.dtype, fill_value="" if a.dtype == "str" else 0, **kwargs,
-            )
-        # store every chunk, also one of fill values, so that a missing chunk always means damage
-        return arr.with_config({"write_empty_chunks": True})
+            arr = self.group.create_array(a.name, shape=(0, *a.row_shape), **array_options(a))
+        return stored_everywhere(arr)
 
     def _truncate_to_commit(self) -> None:
         rows = self.commit["rows"]

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from fgvu.commands.common import checked_option, console_logging, option, quiet_option
-from fgvu.fusion.config import FitConfig
+from fgvu.fusion.config import FitConfig, ModelConfig
 
 
 def demo(
@@ -22,14 +22,15 @@ def demo(
     seed: int = checked_option(0, help="Seed for the data and the training run.", ge=0),
     quiet: bool = quiet_option(),
 ) -> None:
-    """Synthetic videos -> `fgvu extract --encoders tiny` -> `fgvu fit` (v,i,t, xattn) -> `fgvu evaluate`.
+    """Synthetic videos with sound -> `fgvu extract --encoders tiny` -> `fgvu fit` (v,i,t,a, xattn) -> `fgvu evaluate`.
 
-    The labels depend on what is seen (hue drives valence, brightness and speed drive arousal),
-    so the fusion head learns them through the tiny random encoders. Most tracks are read from
-    face crops (some frames have none and are masked), one two-person video from its halves.
-    The last line scores the same predictions against labels shifted by one frame: the
-    benchmark's targets are sharp events, so a misalignment shows. Re-running reuses what
-    exists: extraction resumes and the videos are only written once.
+    The labels depend on what is seen and heard (hue drives valence; brightness and speed, and the
+    soundtrack's pitch and loudness, share arousal; both as sharp events), so the fusion head
+    learns them through the tiny random encoders. Most tracks are read from face crops (some
+    frames have none and are masked), one two-person video from its halves. The last line scores
+    the same predictions against labels shifted by one frame: the benchmark's targets are sharp
+    events, so a misalignment shows. Re-running reuses what exists: extraction resumes and the
+    videos are only written once.
     """
     from fgvu.extract.config import ExtractConfig
     from fgvu.extract.pipeline import run_extract
@@ -38,10 +39,10 @@ def demo(
     from fgvu.synth.videos import write_video_dataset
 
     t0 = time.perf_counter()
-    data, cache, run = out / "data" / "aff-wild2", out / "caches" / "aff-wild2", out / "runs" / "aff-wild2-vit-xattn"
-    typer.secho(f"[1/4] synthetic videos -> {data}", bold=True)
+    data, cache, run = out / "data" / "aff-wild2", out / "caches" / "aff-wild2", out / "runs" / "aff-wild2-vita-xattn"
+    typer.secho(f"[1/4] synthetic videos with sound -> {data}", bold=True)
     if not (data / "VA_Estimation_Challenge").exists():
-        write_video_dataset(data, layout="aff-wild2", videos=videos, frames=frames, seed=seed)
+        write_video_dataset(data, layout="aff-wild2", videos=videos, frames=frames, seed=seed, audio=True)
     typer.secho(f"[2/4] fgvu extract --dataset aff-wild2 --encoders tiny --caption-every 8 --video-frames 8,16,32 "
                 f"-> {cache}", bold=True)
     # A finer caption grid and extra clip lengths let `make ablations` run its sampling variants.
@@ -50,9 +51,10 @@ def demo(
                                             device="cpu", caption_every=8, video_frames=(8, 16, 32),
                                             progress=not quiet))
     typer.echo("\n".join(summary.lines()))
-    typer.secho(f"[3/4] fgvu fit --modalities v,i,t --fusion xattn -> {run}", bold=True)
+    typer.secho(f"[3/4] fgvu fit --modalities v,i,t,a --fusion xattn -> {run}", bold=True)
     # on the CPU like the extraction, so the scores are the same on any machine (FitConfig's device is auto)
-    cfg = FitConfig(seed=seed, device="cpu") if epochs is None else FitConfig(epochs=epochs, seed=seed, device="cpu")
+    model = ModelConfig(modalities=("v", "i", "t", "a"))
+    cfg = FitConfig(model=model, seed=seed, device="cpu", **({} if epochs is None else {"epochs": epochs}))
     fit(cache, cfg, run, progress=not quiet, overwrite=True)  # the demo owns its run folder
     typer.secho(f"[4/4] fgvu evaluate {run}", bold=True)
     typer.echo(format_table(evaluate(run)))

@@ -19,7 +19,9 @@ from fgvu.options import config_options
 @config_options(ExtractConfig)
 def extract_cmd(old_progress: Optional[bool] = old_progress_option(), **options) -> None:
     """Decode each video once, cut it into 64-frame windows, run VideoPrism, CLIP and the captioner on
-    the sampling grids, and append each whole video to the cache. Re-running resumes."""
+    the sampling grids (and a speech model on the soundtrack, with an audio encoder), and append each
+    whole video to the cache. Re-running resumes. `--only audio --into CACHE` adds audio to an existing
+    cache without running the other encoders."""
     from fgvu.extract.pipeline import run_extract
     from fgvu.settings import apply_overrides, load_section
 

@@ -26,14 +26,19 @@ def synth_videos(
     frames: int = checked_option(200, help="Frames per video (lengths vary around this; one is shorter than a "
                                  "window).", ge=8),
     seed: int = checked_option(0, help="Random seed.", ge=0),
+    audio: bool = typer.Option(False, "--audio", help="Give most videos an AAC soundtrack whose pitch and loudness "
+                               "(aff-wild2) or sounds of an off-screen fight (dvd) carry a part of the target the "
+                               "pictures do not; every fifth video has no audio stream."),
 ) -> None:
     """Write small real video files in a dataset's layout; hue drives valence, brightness (and speed)
-    drives arousal, both as sharp events; fast collisions are violent. aff-wild2 also gets two-person
-    videos (_left/_right) and cropped_aligned face crops with some frames missing."""
+    drives arousal, both as sharp events; fast collisions are violent (and with --audio, the
+    soundtrack carries more). aff-wild2 also gets two-person videos (_left/_right) and
+    cropped_aligned face crops with some frames missing."""
     from fgvu.synth.videos import write_video_dataset
 
-    root = write_video_dataset(out, layout=layout, videos=videos, frames=frames, seed=seed)
-    typer.echo(f"wrote {videos} synthetic videos in the {layout} layout under {root}")
+    root = write_video_dataset(out, layout=layout, videos=videos, frames=frames, seed=seed, audio=audio)
+    sound = " with soundtracks" if audio else ""
+    typer.echo(f"wrote {videos} synthetic videos{sound} in the {layout} layout under {root}")
 
 
 @synth_app.command("features")
@@ -44,12 +49,14 @@ def synth_features(
     videos: int = checked_option(24, help="Number of videos.", ge=1),
     frames: int = checked_option(600, help="Frames per video (lengths vary around this).", ge=1),
     seed: int = checked_option(0, help="Random seed.", ge=0),
+    audio: bool = typer.Option(False, "--audio", help="Add an audio stream (masked in some videos) that carries "
+                               "its own part of the target."),
 ) -> None:
     """Write a feature cache directly (no videos, no encoders): each modality carries a different
     part of the target, so fusion can beat every single modality."""
     from fgvu.synth.features import write_feature_cache
 
-    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed)
+    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed, audio=audio)
     typer.echo(f"wrote a synthetic {task} feature cache with {videos} videos to {path}")
 
 

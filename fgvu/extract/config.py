@@ -36,11 +36,16 @@ class ExtractConfig:
     root: str | None = opt(None, "Dataset root.", shown="$FGVU_DATA/<dataset>, else data/<dataset>")
     out: str | None = opt(None, "Cache directory to create or resume.", shown="caches/<dataset>")
     # encoders: a named set, and optional per-role overrides
-    encoders: str = opt("paper", "Encoder set: paper (VideoPrism-B, CLIP ViT-L-14, MiniGPT-4) or tiny (random "
-                        "weights, for tests and the demo).", choices=tuple(ENCODER_SETS))
+    encoders: str = opt("paper", "Encoder set: paper (VideoPrism-B, CLIP ViT-L-14, MiniGPT-4), paper+audio (the "
+                        "same and WavLM-base+) or tiny (random weights, audio included, for tests and the demo).",
+                        choices=tuple(ENCODER_SETS))
     video_encoder: str | None = opt(None, "Override the set's video encoder (e.g. videoprism-large).")
     image_encoder: str | None = opt(None, "Override the set's CLIP image/text encoder (e.g. clip:ViT-B-16).")
     captioner: str | None = opt(None, "Override the set's captioner (e.g. captioner:/path/to/blip2).")
+    audio_encoder: str | None = opt(None, "Audio encoder: audio:wavlm-base-plus, audio:wav2vec2-base, "
+                                    "audio:hubert-base (optionally :/local/dir), audio:/local/dir, audio-tiny, or "
+                                    "none for no audio.",
+                                    shown="the set's; none for paper")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     # sampling plan (window 64 and image grid every 4 frames are fixed by the paper)
     stride: int = opt(16, "Frames between window starts (windows are 64 frames).", ge=1)
@@ -53,6 +58,10 @@ class ExtractConfig:
     reuse_captions: str | None = opt(None, "Take the captions from this cache (or 'auto' for caches/<dataset>) "
                                      "instead of captioning again, e.g. to change only the text encoder. Needs a "
                                      "new --out.")
+    # adding a stream to an existing cache
+    only: Literal["audio"] | None = opt(None, "Compute only this stream and add it to the committed videos of the "
+                                        "cache --into names; the other encoders do not run.", shown="every stream")
+    into: str | None = opt(None, "With --only: the existing cache to add the stream to (resumable).")
     # dataset adapter options
     frames: Literal["auto", "video", "cropped_aligned"] = opt(
         "auto", "aff-wild2 only: what each track's encoders see. auto: its own cropped_aligned/<track>/ face "
@@ -94,6 +103,8 @@ class ExtractConfig:
     # 7B MiniGPT-4 on an H200: 54 captions/s at 64 vs 22 at 16
     caption_batch: int = opt(CAPTION_BATCH, "Frames per captioner call.", ge=1)
     text_batch: int = opt(256, "Captions per CLIP text call.", ge=1)
+    audio_batch: int = opt(8, "Audio chunks (20 s of sound each for the real speech models) per audio-encoder "
+                           "call.", ge=1)
     prefetch: int = opt(64, "Decoded frames buffered ahead of the encoders.", ge=1)
     progress: bool = opt(True, QUIET_HELP, flag="--quiet", inverted=True)
 
@@ -109,8 +120,14 @@ class ExtractConfig:
             raise ExtractConfigError(f"--part must be in 0..{self.parts - 1} for --parts {self.parts}, got {self.part}")
         if self.limit is not None and self.limit < 1:
             raise ExtractConfigError(f"--limit must be at least 1, got {self.limit}")
-        for name in ("image_batch", "clip_batch", "caption_batch", "text_batch", "prefetch", "max_new_tokens",
-                     "decode_workers", "ray_encoder_actors", "ray_captioners"):
+        if (self.only is None) != (self.into is None):
+            raise ExtractConfigError("--only and --into go together: --only audio --into CACHE adds audio to CACHE")
+        if self.only is not None and self.out is not None:
+            raise ExtractConfigError("--only adds to the cache --into names; drop --out")
+        if self.only is not None and self.audio_encoder == "none":
+            raise ExtractConfigError("--only audio with --audio-encoder none has nothing to do")
+        for name in ("image_batch", "clip_batch", "caption_batch", "text_batch", "audio_batch", "prefetch",
+                     "max_new_tokens", "decode_workers", "ray_encoder_actors", "ray_captioners"):
             if getattr(self, name) < 1:
                 raise ExtractConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_retries", "encoder_gpus", "caption_gpus"):
@@ -132,6 +149,11 @@ class ExtractConfig:
     def out_path(self) -> Path:
         """The cache directory: --out, else <caches>/<dataset>."""
         return Path(self.out) if self.out else Path(paths().caches) / self.dataset
+
+    @property
+    def into_path(self) -> Path | None:
+        """The cache --only adds to, or None."""
+        return Path(self.into) if self.into is not None else None
 
     @property
     def reuse_captions_path(self) -> Path | None:

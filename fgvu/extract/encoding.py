@@ -4,7 +4,8 @@ Frames arrive in order (from the prefetch queue). Image-grid frames are batched 
 image tower, caption-grid frames into the captioner (captions are then embedded by the CLIP
 text tower), and each window's VideoPrism clips are assembled as soon as their last frame has
 arrived. Frames that no pending clip needs are dropped at once, so memory holds about one
-window of frames plus the batches, however long the video is.
+window of frames plus the batches, however long the video is. The soundtrack, when there is an
+audio encoder, is encoded once at the end and pooled onto the image grid (`audio_features`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fgvu.errors import FgvuError
-from fgvu.extract.encoders.base import CAPTION_BATCH, Captioner, EncoderError, ImageTextEncoder, VideoEncoder
+from fgvu.extract.audio_features import AudioCounts, StepSpans, audio_rows
+from fgvu.extract.audio_source import AudioTrack
+from fgvu.extract.encoders.base import (
+    CAPTION_BATCH, AudioEncoder, Captioner, EncoderError, ImageTextEncoder, VideoEncoder,
+)
 from fgvu.sampling import WindowLayout
 
 
@@ -25,25 +30,33 @@ class IncompleteVideoError(FgvuError):
 
 @dataclass
 class EncoderSet:
-    """The frozen encoders of one extraction. `captioner` is None when captions are reused."""
+    """The frozen encoders of one extraction. `captioner` is None when captions are reused,
+    `audio` when the cache stores no audio."""
 
     video: VideoEncoder
     image_text: ImageTextEncoder
     captioner: Captioner | None
+    audio: AudioEncoder | None = None
 
     def fingerprints(self, captioner_fingerprint: dict | None = None) -> dict[str, dict]:
         """The cache's encoder fingerprints; the text tower is the image encoder's, with role "text"."""
         captioner = captioner_fingerprint if captioner_fingerprint is not None else self.captioner.fingerprint
-        return {
+        out = {
             "video": dict(self.video.fingerprint),
             "image": dict(self.image_text.fingerprint),
             "text": {**self.image_text.fingerprint, "role": "text"},
             "captioner": dict(captioner),
         }
+        if self.audio is not None:
+            out["audio"] = dict(self.audio.fingerprint)
+        return out
 
     @property
     def dims(self) -> dict[str, int]:
-        return {"video": int(self.video.dim), "image": int(self.image_text.dim), "text": int(self.image_text.dim)}
+        dims = {"video": int(self.video.dim), "image": int(self.image_text.dim), "text": int(self.image_text.dim)}
+        if self.audio is not None:
+            dims["audio"] = int(self.audio.dim)
+        return dims
 
     def input_side(self) -> int | None:
         """The largest square input side any encoder resizes frames to, when the encoders say."""
@@ -100,6 +113,9 @@ class EncodeCounts:
     texts: int = 0
     clips: int = 0
     clip_calls: int = 0
+    audio_seconds: float = 0.0  # of soundtrack
+    audio_samples: int = 0  # fed to the audio encoder (the track plus chunk context)
+    audio_calls: int = 0
 
     def add(self, other: "EncodeCounts") -> None:
         for name in self.__dataclass_fields__:
@@ -115,20 +131,38 @@ class SourceFeatures:
     captions: list[str]
     video: dict[int, np.ndarray]  # T -> [n_windows, T, Dv] f32
     counts: EncodeCounts = field(default_factory=EncodeCounts)
+    audio: np.ndarray | None = None  # [len(layout.image_frames), Da] f32, when there is an audio encoder
+    audio_mask: np.ndarray | None = None  # [len(layout.image_frames)] bool: the row holds real sound
 
     def streams(self) -> dict:
         """The modality streams by their cache name (`fgvu.modalities`), for a `VideoRecord`."""
-        return {"image": self.image, "text": self.text, "video": self.video}
+        streams = {"image": self.image, "text": self.text, "video": self.video}
+        if self.audio is not None:
+            streams.update(audio=self.audio, audio_mask=self.audio_mask)
+        return streams
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """A source's soundtrack and what places it on the image grid: the video's rate and grid spacing."""
+
+    track: AudioTrack
+    fps: float
+    image_every: int
 
 
 class SourceEncoder:
     """Feed frames in increasing order with `add`, then `finish` for the features."""
 
     def __init__(self, encoders: EncoderSet, layout: WindowLayout, prompt: str,
-                 batches: BatchSizes = BatchSizes(), captions: list[str] | None = None):
+                 batches: BatchSizes = BatchSizes(), captions: list[str] | None = None,
+                 audio: AudioInput | None = None):
         if captions is not None and len(captions) != len(layout.caption_frames):
             raise ValueError(f"{len(captions)} captions given for {len(layout.caption_frames)} caption frames")
+        if (encoders.audio is None) != (audio is None):
+            raise ValueError("a soundtrack is needed exactly when the encoder set has an audio encoder")
         self.encoders, self.layout, self.prompt, self.batches = encoders, layout, prompt, batches
+        self.audio = audio
         self.counts = EncodeCounts()
         self._given_captions = captions
         self._image_next = 0
@@ -238,7 +272,15 @@ class SourceEncoder:
         self._held.clear()
         captions = list(self._given_captions) if self._given_captions is not None else self._captions
         video = {t: np.concatenate(chunks) for t, chunks in self._clip_out.items()}
-        return SourceFeatures(
+        features = SourceFeatures(
             image=np.concatenate(self._image_out), text=self._embed_texts(captions), captions=captions,
             video=video, counts=self.counts,
         )
+        if self.audio is not None:
+            counts = AudioCounts()
+            spans = StepSpans(lay.image_frames, self.audio.image_every, lay.n_frames, self.audio.fps)
+            features.audio, features.audio_mask = audio_rows(self.encoders.audio, self.audio.track, spans, counts)
+            self.counts.audio_seconds += counts.seconds
+            self.counts.audio_samples += counts.samples
+            self.counts.audio_calls += counts.calls
+        return features

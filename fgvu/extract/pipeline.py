@@ -10,8 +10,10 @@ targets masked and are counted per video. Re-running skips committed videos; a v
 cannot be read is recorded in the part's failure list and the run goes on. Each failure is
 logged once and listed once in the summary (`summary.ExtractSummary`), which also says what the
 dataset left out, which videos were turned upright and which have a variable frame rate. An OS
-error (a full disk) ends the run with one line naming the file; the next run resumes.
-`--engine ray` hands the same work to `ray_engine`.
+error (a full disk) ends the run with one line naming the file; the next run resumes. With an
+audio encoder, the decode thread also reads each source's soundtrack (`audio_source`); a bad
+soundtrack is masked and counted, never a failure. `--engine ray` hands the same work to
+`ray_engine`; `--only audio --into CACHE` goes to `add_stream` instead.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from fgvu.errors import FgvuError, StorageError, storage_error
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
-from fgvu.extract.encoding import BatchSizes, EncoderSet, SourceEncoder
+from fgvu.extract.encoding import AudioInput, BatchSizes, EncoderSet, SourceEncoder
 from fgvu.extract.parts import SourceGroup, split_parts
 from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
 from fgvu.extract.sources import PreparedSource, SourcePreparer, failure_reason, video_record, views
@@ -69,11 +71,20 @@ def build_encoder(role: str, cfg: ExtractConfig):
     return build_captioner(name, device=cfg.device, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.caption_batch)
 
 
+def build_audio_encoder(cfg: ExtractConfig):
+    """The audio encoder `cfg` names (`--audio-encoder`, else the set's), or None for no audio."""
+    from fgvu.extract.encoders.registry import audio_encoder_name, build_audio_encoder as build
+
+    name = audio_encoder_name(cfg.encoders, cfg.audio_encoder)
+    return build(name, device=cfg.device, batch_size=cfg.audio_batch) if name else None
+
+
 def build_encoders(cfg: ExtractConfig, with_captioner: bool = True) -> EncoderSet:
     """The encoders named by `cfg.encoders`, with per-role overrides, on `cfg.device`."""
     encoder_names(cfg)  # an unknown set fails before any model loads
     return EncoderSet(video=build_encoder("video", cfg), image_text=build_encoder("image", cfg),
-                      captioner=build_encoder("captioner", cfg) if with_captioner else None)
+                      captioner=build_encoder("captioner", cfg) if with_captioner else None,
+                      audio=build_audio_encoder(cfg))
 
 
 def build_dataset(cfg: ExtractConfig):
@@ -166,7 +177,8 @@ class PartRun:
         self.prompt, self.reused, self.part = prompt, reused, part
         self.plan: SamplingPlan = spec.sampling
         self.batches = BatchSizes(cfg.image_batch, cfg.clip_batch, cfg.caption_batch, cfg.text_batch)
-        self.prepare = SourcePreparer(self.plan, adapter, encoders.input_side(), reused)
+        self.prepare = SourcePreparer(self.plan, adapter, encoders.input_side(), reused,
+                                      audio=encoders.audio is not None)
 
     def run(self, items: list) -> ExtractSummary:
         from tqdm import tqdm
@@ -213,7 +225,7 @@ class PartRun:
                         for half, items in views(header.ok(event.job.items)).items():
                             captions = header.captions[half] if header.captions is not None else None
                             encoders[half] = SourceEncoder(self.encoders, header.layout, self.prompt, self.batches,
-                                                           captions)
+                                                           captions, self._audio_input(header))
                     elif isinstance(event, Failed):
                         items = event.job.items
                         if current is not None and current[0] is event.job:  # failed while decoding
@@ -230,6 +242,11 @@ class PartRun:
             writer.mark_finished()  # the part's list is done: readers may now count it complete
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def _audio_input(self, header: PreparedSource) -> AudioInput | None:
+        if header.audio is None:
+            return None
+        return AudioInput(header.audio, float(header.info.fps), self.plan.image_every)
 
     def _decoded(self, pending: list[SourceGroup]):
         """The decode events of the pending sources: from a thread, or from --decode-workers processes."""
@@ -267,6 +284,10 @@ def write_source(writer, group: SourceGroup, header: PreparedSource, finishers: 
     """Finish each view's features (`finishers`: view -> a function returning its SourceFeatures) and
     append each of its items with its own targets. A finisher raising a FgvuError fails its view's items."""
     summary.frames += header.info.n_frames
+    if header.audio is not None:
+        summary.audio.add(header.audio)
+        for issue in header.audio.issues:
+            log.warning("audio: %s", issue.detail)
     by_view = views(header.ok(group.items))
     for half, finish in finishers.items():
         try:
@@ -309,6 +330,10 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
     (missing dataset, incompatible cache, part locked) raise FgvuError subclasses; a video that
     cannot be read is a failure in the summary, not an exception.
     """
+    if cfg.only is not None:
+        from fgvu.extract.add_stream import add_stream
+
+        return add_stream(cfg, audio_encoder=encoders.audio if encoders is not None else None, adapter=adapter)
     if cfg.engine == "ray":
         from fgvu.extract.ray_engine import run_ray
 

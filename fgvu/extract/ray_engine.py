@@ -151,6 +151,13 @@ def run_ray(cfg: ExtractConfig, adapter=None, build=None) -> ExtractSummary:
                                  "the captions come from, and a new --out for the new encoders")
     prompt = caption_prompt(cfg, adapter, reused)
     encoder_names(cfg)  # an unknown encoder set fails before Ray starts
+    from fgvu.extract.encoders.registry import audio_encoder_name
+
+    if audio_encoder_name(cfg.encoders, cfg.audio_encoder):
+        raise ExtractConfigError(
+            f"--engine ray does not encode audio yet (the {cfg.encoders!r} set includes "
+            f"{audio_encoder_name(cfg.encoders, cfg.audio_encoder)}): pass --audio-encoder none, and add the audio "
+            "afterwards with `fgvu extract --only audio --into CACHE`, or extract with the local engine")
     build = build or build_encoder
     startup = init_ray(ray)
     roles = ["video", "image"] + ([] if reused is not None else ["captioner"])

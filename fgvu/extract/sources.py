@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.extract.audio_source import AudioTrack
 from fgvu.extract.encoding import SourceFeatures, conversion_size
 from fgvu.sampling import SamplingPlan, WindowLayout
 
@@ -42,6 +43,7 @@ class PreparedSource:
     targets: dict[str, object]
     captions: dict[str | None, list[str]] | None
     missing: list[int] = field(default_factory=list)
+    audio: AudioTrack | None = None  # the soundtrack, when the cache stores audio
 
     def ok(self, items) -> list:
         """The items whose targets could be read: the ones worth encoding and writing."""
@@ -65,13 +67,15 @@ class SourcePreparer:
     """prepare(group) -> (PreparedSource, frame iterator or None); picklable, so it runs in any process.
 
     `side` shrinks decoded frames to the largest encoder input side (`conversion_size`);
-    `reused` looks captions up in another cache (`pipeline.ReusedCaptions`).
+    `reused` looks captions up in another cache (`pipeline.ReusedCaptions`); with `audio`, the
+    soundtrack is read too (from the video a track's face crops come from, `audio_source`).
     """
 
     plan: SamplingPlan
     adapter: object
     side: int | None
     reused: object | None = None
+    audio: bool = False
 
     def __call__(self, group: SourceGroup) -> tuple[PreparedSource, Iterable[tuple[int, np.ndarray]] | None]:
         from fgvu.extract.datasets.base import mask_frames
@@ -96,6 +100,10 @@ class SourcePreparer:
         header = PreparedSource(info, layout, targets, captions, list(source.missing))
         if all(isinstance(t, Exception) for t in targets.values()):
             return header, None  # nothing to write: do not decode
+        if self.audio:
+            from fgvu.extract.audio_source import read_audio
+
+            header.audio = read_audio(self.adapter.audio_source(group.items[0]), info.n_frames, info.fps)
         halves = any(item.half is not None for item in group.items)
         size = conversion_size(info.height, info.width, self.side, halves=halves)
         return header, source.frames(layout.needed_frames(), size=size)

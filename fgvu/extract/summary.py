@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fgvu.extract.audio_source import AudioReport
 from fgvu.extract.encoding import EncodeCounts
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class ExtractSummary:
     warnings: int = 0  # annotation warnings
     seconds: float = 0.0  # wall time of the run (parts run one after another locally)
     counts: EncodeCounts = field(default_factory=EncodeCounts)
+    audio: AudioReport = field(default_factory=AudioReport)  # soundtracks read, and what was wrong with them
     inputs: Counter = field(default_factory=Counter)  # extracted items by VideoItem.input_kind
     missing_frames: int = 0  # frames without an image (no face crop), masked
     missing_videos: int = 0  # items with at least one such frame
@@ -72,6 +74,7 @@ class ExtractSummary:
         self.turned += other.turned
         self.variable_rate += other.variable_rate
         self.counts.add(other.counts)
+        self.audio.merge(other.audio)
         self.inputs.update(other.inputs)
         self.lost += other.lost
 
@@ -99,6 +102,7 @@ class ExtractSummary:
             out.append("busy: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in self.busy.items()))
         if self.inputs:
             out.append(self.input_line())
+        out += self.audio.lines()
         out += [f"  failed: {video}: {reason}" + (" (failed before too)" if video in self.known_failures else "")
                 for video, reason in self.failures]
         if self.lost:

@@ -118,7 +118,9 @@ class FeatureData:
                 continue
             grid = m.on_grid
             have = grid.steps(self.plan)
-            step = _subsample_step(view, m, have, lengths.get(m.length_option, have))
+            # a grid modality without a length option always reads every grid step
+            want = lengths.get(m.length_option, have) if m.length_option else have
+            step = _subsample_step(view, m, have, want)
             index_np[letter] = getattr(view, grid.index_key)[:, ::step]
             tables_np[letter] = getattr(view, m.name)
             if m.masked:
@@ -237,7 +239,9 @@ def _check_modalities(view: CacheView, modalities: tuple[str, ...]) -> tuple[str
     if missing:
         have = ", ".join(f"{m} ({MODALITIES[m].name})" for m in view.modalities) or "none"
         want = ", ".join(f"{m} ({MODALITIES[m].name})" for m in missing)
-        raise DataError(f"cache {view.path} has no {want} features; it has: {have}")
+        hints = "".join(f"; {MODALITIES[m].name}: {MODALITIES[m].how_to_add}" for m in missing
+                        if MODALITIES[m].how_to_add)
+        raise DataError(f"cache {view.path} has no {want} features; it has: {have}{hints}")
     return tuple(dict.fromkeys(modalities))
 
 

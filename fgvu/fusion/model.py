@@ -192,10 +192,14 @@ class FusionModel(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor], masks: dict[str, Tensor] | None = None) -> FusionOutput:
         """inputs: letter -> [B, T_m, D_m] float features (normalised) for every model modality;
-        masks: letter -> [B, T_m] bool (True = valid) for modalities with invalid steps (audio
-        gaps), which are then left out of attention and pooling."""
+        masks: letter -> [B, T_m] bool (True = valid) for modalities with invalid steps (a
+        soundtrack's gaps), which then enter their GRU as zeros and are left out of attention
+        and pooling."""
         self._check_inputs(inputs)
         masks = {m: x for m, x in (masks or {}).items() if m in self.modalities}
+        # an invalid step carries nothing into its GRU, whatever the caller put there
+        inputs = {m: inputs[m] * masks[m][..., None].to(inputs[m].dtype) if m in masks else inputs[m]
+                  for m in self.modalities}
         states = {m: self.encoders[m](inputs[m]) for m in self.modalities}
         fused, attention = self._fuse(states, masks)
         steps = self._task.activate(self.head(fused))

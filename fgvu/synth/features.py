@@ -14,6 +14,14 @@ describe them. Each stream adds distractor processes of larger amplitude, per-vi
 per-dimension scales and white noise, so normalisation and temporal context both matter.
 A model that fuses the three streams can explain the targets; any single stream cannot.
 
+With `audio=True` a fourth stream joins: the targets take a fourth pair of latents
+(aud_v, aud_a) into the sums, weighted sqrt(2) so that the sound carries 40% of the targets'
+variance (the sums are divided by sqrt(5)), and the audio table sees them on the image grid,
+as the audio modality stores them. Every fifth video has no soundtrack (all its audio
+rows masked) and one has a masked gap, so only a model that uses the mask gets the most out
+of it. `shuffle_audio` permutes the audio rows over the whole cache: the control in which the
+sound no longer belongs to its pictures.
+
 A few videos have invalid frames (-5, masked); one validation video is shorter than a window.
 """
 
@@ -28,10 +36,14 @@ from fgvu.sampling import SamplingPlan
 from fgvu.tasks import TASKS
 
 DEFAULT_DIMS = {"video": 48, "image": 48, "text": 32}
+AUDIO_DIM = 32
 INVALID = -5.0
 N_DISTRACTORS = 4
 # Correlation lengths (frames) of the latent processes: captions describe slow content.
-LENGTH_SCALE = {"image": 24.0, "video": 16.0, "text": 64.0}
+LENGTH_SCALE = {"image": 24.0, "video": 16.0, "text": 64.0, "audio": 16.0}
+# the sound's share of the target's variance is AUDIO_WEIGHT^2 / (3 + AUDIO_WEIGHT^2) = 40%
+AUDIO_WEIGHT = float(np.sqrt(2.0))
+SILENT_EVERY = 5  # with audio, video i has no soundtrack when i % SILENT_EVERY == SILENT_EVERY - 1
 SHORT_VIDEO_FRAMES = 40  # shorter than the 64-frame window: one padded window
 
 
@@ -65,15 +77,18 @@ class _Stream:
         return ((clean + rng.normal(scale=noise, size=clean.shape)) * self.scale + self.bias).astype(np.float32)
 
 
-def _resolve_dims(dims: int | dict[str, int] | None) -> dict[str, int]:
+def _resolve_dims(dims: int | dict[str, int] | None, audio: bool) -> dict[str, int]:
+    known = {**DEFAULT_DIMS, "audio": AUDIO_DIM} if audio else DEFAULT_DIMS
     if dims is None:
-        return dict(DEFAULT_DIMS)
+        return dict(known)
     if isinstance(dims, int):
-        return {m: dims for m in DEFAULT_DIMS}
-    unknown = set(dims) - set(DEFAULT_DIMS)
+        return {m: dims for m in known}
+    unknown = set(dims) - set(known)
     if unknown:
-        raise CacheError(f"unknown modalities in dims: {sorted(unknown)}; known: {sorted(DEFAULT_DIMS)}")
-    return {m: int(d) for m, d in dims.items()}
+        hint = " (pass audio=True for an audio stream)" if unknown == {"audio"} else ""
+        raise CacheError(f"unknown modalities in dims: {sorted(unknown)}; known: {sorted(known)}{hint}")
+    out = {m: int(d) for m, d in dims.items()}
+    return {**out, "audio": out.get("audio", AUDIO_DIM)} if audio else out
 
 
 def _assign_splits(rng: np.random.Generator, n: int) -> list[str]:
@@ -101,14 +116,19 @@ def write_feature_cache(
     plan: SamplingPlan | None = None,
     shuffle_train_labels: bool = False,
     track_pairs: int = 0,
+    audio: bool = False,
+    shuffle_audio: bool = False,
 ) -> Path:
     """Write a valid synthetic feature cache at `out` and return its path.
 
     `dims` sets the feature width of every modality (an int) or of each ("video", "image",
-    "text"; a subset drops the others). Video lengths vary around `frames`; one validation
-    video is shorter than a window. `plan` overrides the sampling plan (e.g. extra clip
-    lengths). `shuffle_train_labels` permutes the targets over all frames of all training
-    videos: the negative control, where no feature can predict the training labels.
+    "text", with `audio` also "audio"; a subset drops the others). Video lengths vary around
+    `frames`; one validation video is shorter than a window. `plan` overrides the sampling plan
+    (e.g. extra clip lengths). `shuffle_train_labels` permutes the targets over all frames of
+    all training videos: the negative control, where no feature can predict the training
+    labels. `audio` adds the audio stream and its share of the targets (module docstring);
+    `shuffle_audio` permutes the audio rows over the cache (its control). `track_pairs` names the
+    first 2k videos as k `_left`/`_right` pairs of one recording, in one split.
     """
     if task not in TASKS:
         raise CacheError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -117,7 +137,9 @@ def write_feature_cache(
     out = Path(out)
     if (out / "cache.json").exists():
         raise CacheError(f"cache {out} already exists; choose a new directory")
-    dims = _resolve_dims(dims)
+    if shuffle_audio and not audio:
+        raise CacheError("shuffle_audio needs audio=True")
+    dims = _resolve_dims(dims, audio)
     plan = plan or SamplingPlan()
     rng = np.random.default_rng(seed)
     streams = {m: _Stream(rng, d) for m, d in dims.items()}
@@ -137,14 +159,18 @@ def write_feature_cache(
     # invalid stretches in the first training video and the last validation video
     train_rows = [i for i, s in enumerate(splits) if s == "train"]
     with_invalid = set(train_rows[:1] + val_rows[-1:])
+    roles = ("image", "video", "text", "audio") if audio else ("image", "video", "text")
     records = [
         # one generator per video: its targets do not depend on the dims or the clip lengths
         _video_record(names[i], splits[i], int(lengths[i]), task, plan, streams,
-                      np.random.default_rng([seed, 2, i]), invalid=i in with_invalid)
+                      np.random.default_rng([seed, 2, i]), invalid=i in with_invalid, roles=roles,
+                      sound=_soundtrack_kind(i, with_invalid))
         for i in range(videos)
     ]
     if shuffle_train_labels:
         _shuffle_targets([records[i] for i in train_rows], np.random.default_rng([seed, 1]))
+    if shuffle_audio:
+        _shuffle_audio(records, np.random.default_rng([seed, 3]))
     with PartWriter(out, spec, 0) as writer:
         for rec in records:
             writer.append_video(rec)
@@ -164,13 +190,31 @@ def _shuffle_targets(records: list[VideoRecord], rng: np.random.Generator) -> No
         r.targets, r.target_mask = targets[order[lo:hi]], mask[order[lo:hi]]
 
 
+def _soundtrack_kind(i: int, with_invalid: set[int]) -> str:
+    """'none' (no soundtrack), 'gap' (a masked stretch) or 'full', for synthetic video i."""
+    if i % SILENT_EVERY == SILENT_EVERY - 1:
+        return "none"
+    return "gap" if i in with_invalid else "full"
+
+
+def _shuffle_audio(records: list[VideoRecord], rng: np.random.Generator) -> None:
+    """Permute the audio rows (with their masks) over all videos, in place."""
+    features = np.concatenate([r.audio for r in records])
+    mask = np.concatenate([r.audio_mask for r in records])
+    order = rng.permutation(len(features))
+    bounds = np.cumsum([0] + [len(r.audio) for r in records])
+    for r, lo, hi in zip(records, bounds[:-1], bounds[1:]):
+        r.audio, r.audio_mask = features[order[lo:hi]], mask[order[lo:hi]]
+
+
 def _video_record(name: str, split: str, n: int, task: str, plan: SamplingPlan, streams: dict[str, _Stream],
-                  rng: np.random.Generator, invalid: bool) -> VideoRecord:
+                  rng: np.random.Generator, invalid: bool, roles: tuple[str, ...] = ("image", "video", "text"),
+                  sound: str = "full") -> VideoRecord:
     """One synthetic video: latents, targets and the features each stream sees."""
     lay = plan.layout(n)
-    roles = ("image", "video", "text")
     latents = {m: _smooth_process(rng, n, LENGTH_SCALE[m], 2) + rng.normal(scale=0.3, size=2) for m in roles}
-    drive = sum(latents[m] for m in roles) / np.sqrt(len(roles))  # (n, 2)
+    weights = {m: AUDIO_WEIGHT if m == "audio" else 1.0 for m in roles}
+    drive = sum(weights[m] * latents[m] for m in roles) / np.sqrt(sum(w * w for w in weights.values()))  # (n, 2)
     targets = TASKS[task].synthetic_targets(drive)
     mask = np.ones_like(targets, dtype=bool)
     if invalid:
@@ -200,4 +244,11 @@ def _video_record(name: str, split: str, n: int, task: str, plan: SamplingPlan, 
         for t, clip_frames in lay.clip_frames.items():
             flat = stream_features("video", clip_frames.ravel())
             rec.video[t] = flat.reshape(*clip_frames.shape, -1)
+    if "audio" in streams:
+        mask = np.full(len(lay.image_frames), sound != "none")
+        if sound == "gap":
+            start = int(rng.integers(0, max(1, len(mask) - len(mask) // 6)))
+            mask[start: start + max(1, len(mask) // 6)] = False
+        rec.audio = np.where(mask[:, None], stream_features("audio", lay.image_frames), 0).astype(np.float32)
+        rec.audio_mask = mask
     return rec

@@ -24,7 +24,8 @@ lacks libx264) in the exact folder layout of a benchmark, so the real adapters r
   `{Training,Validation,Testing}/{videos/<id>.mp4, annotations/<id>.csv}` with `Frame,Label`.
 
 Lengths vary around `frames`; with three or more videos one is shorter than a 64-frame
-window.
+window. With `audio=True` most videos get a soundtrack that carries a part of the target the
+pictures do not (`fgvu.synth.soundtrack`); the pictures stay the same.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.errors import FgvuError
+from fgvu.synth import soundtrack
 
 FPS = 30
 MARKER = ".fgvu-synth"  # marks a folder this module wrote, so a re-run may replace it
@@ -56,8 +58,10 @@ class SynthError(FgvuError):
 
 
 def write_video_dataset(out, layout: str = "aff-wild2", videos: int = 8, frames: int = 200, seed: int = 0,
-                        size: tuple[int, int] = (96, 128)) -> Path:
+                        size: tuple[int, int] = (96, 128), audio: bool = False) -> Path:
     """Write `videos` synthetic videos of about `frames` frames at `size=(H, W)`; return the root.
+
+    `audio`: give most videos a soundtrack carrying a share of the target (some get none).
 
     The same arguments give the same labels and pixels. An existing root written by an
     earlier call is replaced; any other non-empty folder is refused.
@@ -73,7 +77,8 @@ def write_video_dataset(out, layout: str = "aff-wild2", videos: int = 8, frames:
     rng = np.random.default_rng(seed)
     lengths = _lengths(rng, videos, frames)
     writer = _write_affwild2 if layout == "aff-wild2" else _write_dvd
-    writer(root, rng, lengths, (height, width))
+    sound_rng = np.random.default_rng([seed, 7]) if audio else None  # its own: the pictures stay the same
+    writer(root, rng, lengths, (height, width), sound_rng)
     return root
 
 
@@ -217,8 +222,8 @@ def video_codec() -> str:
         return "mpeg4"
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
-    """Encode (n, H, W, 3) uint8 RGB frames into `path`, near-lossless (colours must survive)."""
+def write_video(path: Path, frames: np.ndarray, fps: int = FPS, audio: soundtrack.Soundtrack | None = None) -> None:
+    """Encode (n, H, W, 3) uint8 RGB frames into `path`, near-lossless (colours must survive), with `audio`."""
     import av
 
     codec = video_codec()
@@ -229,9 +234,12 @@ def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if codec == "mpeg4":
             stream.bit_rate = 8_000_000  # far above what these small frames need
+        sound = soundtrack.add_stream(container) if audio is not None else None
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
+        if audio is not None:
+            soundtrack.mux(container, sound, audio.samples)
 
 
 # ---- aff-wild2 ------------------------------------------------------------------------------
@@ -274,7 +282,7 @@ def _crop_misses(rng, n: int, video: int, absent: np.ndarray) -> np.ndarray:
     return missed
 
 
-def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> None:
+def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int], sound_rng=None) -> None:
     height, width = size
     canvas = DiscCanvas(height, width)
     scale = width / 128
@@ -301,8 +309,11 @@ def _write_affwild2(root: Path, rng, lengths: list[int], size: tuple[int, int]) 
             for valence, arousal, pos in tracks.values():
                 end = pos[min(t + 1, n - 1)]
                 canvas.draw_moving(video[t], pos[t], end, r, disc_colour(float(valence[t]), float(arousal[t])))
-        write_video(root / "batch1" / f"{name}.mp4", video)
+        with_sound = sound_rng is not None and soundtrack.has_track(i)
+        sound = soundtrack.va_soundtrack(sound_rng, n, FPS) if with_sound else None
+        write_video(root / "batch1" / f"{name}.mp4", video, audio=sound)
         for suffix, (valence, arousal, pos) in tracks.items():
+            arousal = soundtrack.mix_va(arousal, sound)
             lines = ["valence,arousal"] + [
                 "-5,-5" if absent[t] else f"{valence[t]:.4f},{arousal[t]:.4f}" for t in range(n)]
             ann = root / "VA_Estimation_Challenge" / split / f"{name}{suffix}.txt"
@@ -339,7 +350,7 @@ def _dvd_split(i: int, n_videos: int) -> str:
     return "Training"
 
 
-def _write_dvd(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> None:
+def _write_dvd(root: Path, rng, lengths: list[int], size: tuple[int, int], sound_rng=None) -> None:
     height, width = size
     canvas = DiscCanvas(height, width)
     radius = 0.15 * height
@@ -367,7 +378,10 @@ def _write_dvd(root: Path, rng, lengths: list[int], size: tuple[int, int]) -> No
             for (x, y), colour in zip(centres, colours):
                 canvas.draw(video[t], x, y, radius, colour)
         split = _dvd_split(i, len(lengths))
-        write_video(root / split / "videos" / f"{name}.mp4", video)
+        with_sound = sound_rng is not None and soundtrack.has_track(i)
+        sound = soundtrack.violence_soundtrack(sound_rng, labels, FPS) if with_sound else None
+        labels = soundtrack.mix_violence(labels, sound)
+        write_video(root / split / "videos" / f"{name}.mp4", video, audio=sound)
         ann = root / split / "annotations" / f"{name}.csv"
         ann.parent.mkdir(parents=True, exist_ok=True)
         ann.write_text("Frame,Label\n" + "".join(f"{t},{labels[t]}\n" for t in range(n)))

@@ -241,6 +241,10 @@ class AffWild2Adapter(DatasetAdapter):
 
         return video_for
 
+    def audio_source(self, item: VideoItem) -> Path:
+        """A track read from face crops hears its video's soundtrack; any other track, its source's."""
+        return self._videos.get(item.name, item.source) if Path(item.source).is_dir() else Path(item.source)
+
     def frame_count(self, item: VideoItem) -> int | None:
         """A crop folder's frames: its annotation's lines, else its video's frames. None for videos."""
         if not item.source.is_dir():

@@ -91,6 +91,10 @@ class DatasetAdapter(ABC):
         None lets the source count them. Runs in the decode thread, once per source."""
         return None
 
+    def audio_source(self, item: VideoItem) -> Path:
+        """The file whose soundtrack goes with `item` (its own source; a frame folder has none)."""
+        return Path(item.source)
+
     def notices(self) -> list[str]:
         """What the last items() left out and why, one line each ("3 videos have no annotations: ...")."""
         lines = list(self.link_loops)

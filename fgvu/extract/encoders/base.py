@@ -1,9 +1,9 @@
-"""The three kinds of frozen encoder that stage 1 runs, as one small interface.
+"""The four kinds of frozen encoder that stage 1 runs, as one small interface.
 
-Every encoder takes frames as numpy arrays (uint8 in [0,255] or float in [0,1], channels last),
-does its own batched preprocessing on tensors, and returns float32 numpy arrays. Each exposes
-`fingerprint`, the dict that the cache records so that a cache is never appended to with a
-different encoder.
+Every frame encoder takes frames as numpy arrays (uint8 in [0,255] or float in [0,1], channels
+last), does its own batched preprocessing on tensors, and returns float32 numpy arrays; the
+audio encoder takes 16 kHz mono waveforms. Each exposes `fingerprint`, the dict that the cache
+records so that a cache is never appended to with a different encoder.
 """
 
 from __future__ import annotations
@@ -94,6 +94,33 @@ class Captioner(ABC):
     @abstractmethod
     def caption(self, images: np.ndarray, prompt: str) -> list[str]:
         """(B, H, W, 3) uint8 or float in [0,1] + a prompt -> B captions."""
+
+
+class AudioEncoder(ABC):
+    """16 kHz mono waveforms -> one embedding per `hop` samples (a wav2vec2-style frame rate).
+
+    Frame m of an input covers samples [m * hop, m * hop + receptive_field). `normalize` asks
+    for each track to be scaled to zero mean and unit variance first (what the model was trained
+    on). Chunking a long track and pooling frames onto the grid is the caller's job
+    (`fgvu.extract.audio_features`).
+    """
+
+    dim: int
+    fingerprint: dict
+    hop: int = 320
+    receptive_field: int = 400
+    normalize: bool = False
+    batch_size: int = 8  # chunks per call
+    chunk_seconds: float = 20.0  # each chunk's own stretch of the track ...
+    context_seconds: float = 2.0  # ... and the context it sees on either side
+
+    def frames_for(self, length: int) -> int:
+        """Frames the encoder returns for an input of `length` samples."""
+        return (length - self.receptive_field) // self.hop + 1 if length >= self.receptive_field else 0
+
+    @abstractmethod
+    def encode_waves(self, waves: np.ndarray) -> np.ndarray:
+        """(B, L) float32 waveforms -> (B, frames_for(L), D) float32."""
 
 
 def check_unit_range(frames: np.ndarray, what: str) -> None:

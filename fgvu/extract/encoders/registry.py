@@ -6,7 +6,13 @@ Names:
 - image/text: `clip:<open_clip model>[:<pretrained tag or local file>]` (`clip:ViT-L-14` means
   `clip:ViT-L-14:openai`), `clip-tiny`;
 - captioner: `captioner:<local transformers model dir>`, `captioner:minigpt4:<converted dir>`,
-  `captioner-tiny`.
+  `captioner-tiny`;
+- audio: `audio:wavlm-base-plus` (the default), `audio:wav2vec2-base`, `audio:hubert-base` (hub
+  checkpoints; `audio:wavlm-base-plus:/path/to/dir` for a local copy), `audio:<local model dir>`,
+  `audio-tiny`; `none` for no audio.
+
+Sets: `paper` (the paper's three encoders, no audio), `paper+audio` (the same plus WavLM-base+),
+`tiny` (every role, audio included, with small random weights).
 
 Heavy modules (JAX, open_clip, transformers) are imported only when an encoder is built.
 """
@@ -15,15 +21,18 @@ from __future__ import annotations
 
 import re
 
-from fgvu.extract.encoders.base import CAPTION_BATCH, Captioner, EncoderError, ImageTextEncoder, VideoEncoder
+from fgvu.extract.encoders.base import (
+    CAPTION_BATCH, AudioEncoder, Captioner, EncoderError, ImageTextEncoder, VideoEncoder,
+)
 
+DEFAULT_AUDIO_ENCODER = "audio:wavlm-base-plus"
+NO_AUDIO = "none"
+_PAPER = {"video": "videoprism-base", "image": "clip:ViT-L-14:openai",
+          "captioner": "captioner:minigpt4:models/minigpt4"}
 ENCODER_SETS: dict[str, dict[str, str]] = {
-    "tiny": {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny"},
-    "paper": {
-        "video": "videoprism-base",
-        "image": "clip:ViT-L-14:openai",
-        "captioner": "captioner:minigpt4:models/minigpt4",
-    },
+    "tiny": {"video": "videoprism-tiny", "image": "clip-tiny", "captioner": "captioner-tiny", "audio": "audio-tiny"},
+    "paper": dict(_PAPER),
+    "paper+audio": {**_PAPER, "audio": DEFAULT_AUDIO_ENCODER},
 }
 
 VIDEO_ENCODERS = {
@@ -36,6 +45,8 @@ IMAGE_TEXT_ENCODERS = (
     "clip-tiny",
 )
 CAPTIONERS = ("captioner:<local transformers model dir>", "captioner:minigpt4:<converted dir>", "captioner-tiny")
+AUDIO_ENCODERS = ("audio:wavlm-base-plus[:<local dir>]", "audio:wav2vec2-base[:<local dir>]",
+                  "audio:hubert-base[:<local dir>]", "audio:<local transformers model dir>", "audio-tiny", NO_AUDIO)
 
 
 def _unknown(kind: str, name: str, known) -> EncoderError:
@@ -111,3 +122,37 @@ def build_captioner(
 
         return TransformersCaptioner(name[len("captioner:") :], **options)
     raise _unknown("captioner", name, CAPTIONERS)
+
+
+def audio_encoder_name(encoder_set: str, override: str | None, needed: bool = False) -> str | None:
+    """The audio encoder a run uses: `override` (`none`: no audio), else the set's; None means no audio.
+
+    `needed` (adding audio to a cache) falls back on the default audio encoder for sets without one.
+    """
+    if override is not None:
+        return None if override == NO_AUDIO else override
+    name = ENCODER_SETS.get(encoder_set, {}).get("audio")
+    return name or (DEFAULT_AUDIO_ENCODER if needed else None)
+
+
+def build_audio_encoder(name: str, device: str = "auto", *, dtype: str = "auto", batch_size: int = 8) -> AudioEncoder:
+    """An audio encoder by name (see the module docstring; `none` is the caller's to handle)."""
+    from fgvu.extract.encoders.audio import HUB_MODELS, TINY_SEED, SpeechEncoder, hub_model_dir, tiny_audio_dir
+
+    options = dict(device=device, dtype=dtype, batch_size=batch_size)
+    if name == "audio-tiny":
+        # shorter chunks: the attention's T x T relative-position terms, not the 32-wide layers, set its cost
+        return SpeechEncoder(tiny_audio_dir(), variant="audio-tiny", checkpoint=f"random-init:{TINY_SEED}",
+                             chunk_seconds=10.0, context_seconds=1.0, **options)
+    if not name.startswith("audio:") or len(name) == len("audio:"):
+        raise _unknown("audio encoder", name, AUDIO_ENCODERS)
+    model, _, folder = name[len("audio:"):].partition(":")
+    if model in HUB_MODELS:
+        return SpeechEncoder(folder or hub_model_dir(model), variant=model, **options)
+    from pathlib import Path
+
+    path = name[len("audio:"):]
+    if not Path(path).is_dir():
+        raise EncoderError(f"audio encoder {name!r}: {path} is neither a known model "
+                           f"({', '.join(HUB_MODELS)}) nor a local model directory")
+    return SpeechEncoder(path, **options)
