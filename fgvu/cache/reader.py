@@ -1,9 +1,10 @@
 """Reading a cache: the in-memory view of its committed rows, captions, committed videos, fingerprint.
 
-Stage 2 reads the cache only through this module. `open_cache` loads every committed row of
-every part into one `CacheView` with cache-global indices. It can load only some modalities
-and clip lengths (a run reads one clip length), and it fills arrays allocated once at their
-final size, so no concatenated second copy is ever made.
+Stage 2 reads the cache only through this module (and `shared`, which maps what it wrote once).
+`open_cache` loads every committed row of every part into one `CacheView` with cache-global
+indices. It can load only some modalities and clip lengths (a run reads one clip length), and it
+fills arrays allocated once at their final size shard by shard, so no concatenated second copy
+and no whole-part temporary is ever made.
 """
 
 from __future__ import annotations
@@ -99,21 +100,23 @@ def _check_part_array(cache: Path, part: CommittedPart, group, a: ArraySpec):
     return arr
 
 
-def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, video_frames=None) -> CacheView:
+def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, video_frames=None,
+               allocate=None) -> CacheView:
     """Read every committed row of every part of a cache into one in-memory view.
 
     `modalities` (letters) and `video_frames` (clip lengths) restrict which feature arrays are
     loaded; None loads all. Validates the schema version, the presence and row shapes of every
-    array, and that committed rows exist; rows past a part's commit are ignored.
+    array, and that committed rows exist; rows past a part's commit are ignored. Each array is
+    allocated once at its final size by `allocate(array_spec, shape)` (default: in memory;
+    `fgvu.cache.shared` maps files) and filled shard by shard, so no part is ever held twice.
     """
     cache = Path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec).select(modalities, video_frames)
     parts = list(iter_committed_parts(cache))
     totals = {t: sum(p.rows[t] for p in parts) for t in TABLES}
-    # one allocation per array at its final size, filled part by part
-    out = {a.name: np.zeros((totals[a.table], *a.row_shape), dtype=object if a.dtype == "str" else a.dtype)
-           for a in layout}
+    allocate = allocate or allocate_in_memory
+    out = {a.name: allocate(a, (totals[a.table], *a.row_shape)) for a in layout}
     offsets = {t: 0 for t in TABLES}
     failures, captions = [], []
     for part in parts:
@@ -125,18 +128,38 @@ def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, 
             arr = _check_part_array(cache, part, group, a)
             n = part.rows[a.table]
             lo = offsets[a.table]
-            values = read_rows(arr, n, a)
-            if a.offset_table is not None:
-                values = values + offsets[a.offset_table]
-            out[a.name][lo: lo + n] = values
+            shift = offsets[a.offset_table] if a.offset_table is not None else 0
+            _read_into(arr, n, a, out[a.name][lo: lo + n], shift)
         if load_captions:
             captions += list(part_captions(cache, part))
         for t in TABLES:
             offsets[t] += part.rows[t]
-    by_key = {a.key: out[a.name] for a in layout if a.clip_length is None}
+    return assemble_view(cache, spec, layout, out, failures, captions if load_captions else None)
+
+
+def allocate_in_memory(a: ArraySpec, shape: tuple[int, ...]) -> np.ndarray:
+    """A zeroed array for `a` (its pages are only touched when filled)."""
+    return np.zeros(shape, dtype=object if a.dtype == "str" else a.dtype)
+
+
+def _read_into(arr, n: int, a: ArraySpec, dest: np.ndarray, shift: int = 0) -> None:
+    """The first `n` rows of Zarr array `arr` into `dest`, one shard at a time, plus `shift` (rebased rows)."""
+    if a.dtype == "str" or n == 0:
+        dest[:] = read_rows(arr, n, a)
+        return
+    step = arr.shards[0] if getattr(arr, "shards", None) else arr.chunks[0]
+    for lo in range(0, n, step):
+        block = np.asarray(arr[lo: min(n, lo + step)])
+        dest[lo: lo + len(block)] = block + shift if shift else block
+
+
+def assemble_view(cache: Path, spec: CacheSpec, layout, arrays: dict[str, np.ndarray], failures: list[dict],
+                  captions: list[dict] | None) -> CacheView:
+    """The CacheView of the arrays of `layout` (by array name), with indices as int64 for gathers."""
+    by_key = {a.key: arrays[a.name] for a in layout if a.clip_length is None}
     for a in layout:
         if a.clip_length is not None:
-            by_key.setdefault(a.key, {})[a.clip_length] = out[a.name]
+            by_key.setdefault(a.key, {})[a.clip_length] = arrays[a.name]
     columns = {col: by_key.pop(col) for col in VIDEO_COLUMNS}
     columns["name"], columns["split"] = columns["name"].astype(str), columns["split"].astype(str)
     fixed = {key: by_key.pop(key) for key in ("window_video", "window_start", "valid", "targets", "target_mask")}
@@ -146,7 +169,7 @@ def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, 
         for key in (grid.frames_key, grid.index_key):
             by_key[key] = by_key[key].astype(np.int64)
     return CacheView(path=cache, spec=spec, videos=VideoTable(**columns), arrays=by_key, failures=failures,
-                     captions=captions if load_captions else None, **fixed)
+                     captions=captions, **fixed)
 
 
 def part_captions(cache: Path, part: CommittedPart) -> Iterator[dict]:

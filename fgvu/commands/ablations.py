@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from fgvu.commands.common import option, quiet_option
+from fgvu.fusion.config import FitConfig
+from fgvu.options import field_option
 
 
 def ablations_cmd(
@@ -21,11 +23,12 @@ def ablations_cmd(
                                shown="the full grid of DESIGN.md"),
     seeds: int | None = option(None, min=1, help="Seeds per configuration (0..N-1).",
                                shown="the grid file's `seeds`, else 5"),
-    jobs: int | None = option(None, min=1, help="Parallel worker processes (one thread each).",
+    jobs: int | None = option(None, min=1, help="Parallel worker processes (each with --threads torch threads).",
                               shown="every available core"),
     epochs: int | None = typer.Option(None, min=1, help="Override the epochs of every run."),
     device: str | None = option(None, help="Training device of every run (auto, cpu, cuda, ...).",
                                 shown="fgvu.toml's fit device, else auto"),
+    threads: int | None = field_option(FitConfig, "threads"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the configurations and skipped ones; run nothing."),
     quiet: bool = quiet_option(),
 ) -> None:
@@ -43,7 +46,7 @@ def ablations_cmd(
     if task is not None and task != spec.task:
         raise CacheError(f"cache {cache} holds task {spec.task!r}, not {task!r}")
     grid_def = load_grid(grid) if grid is not None else default_grid()
-    base = build_fit_config({"device": device})  # fgvu.toml's [model]/[fit], then --device
+    base = build_fit_config({"device": device, "threads": threads})  # fgvu.toml's [model]/[fit], then options
     out = out if out is not None else Path(paths().runs) / f"ablations-{spec.dataset}"
     _, results, files = run_ablations(cache, out, grid_def, seeds or grid_def.seeds or 5, jobs, base, epochs,
                                       progress=not quiet, log=typer.echo, dry_run=dry_run)

@@ -14,7 +14,7 @@ from typing import Literal
 from fgvu.errors import FgvuError
 from fgvu.extract.datasets import ADAPTERS
 from fgvu.extract.encoders import CAPTION_BATCH
-from fgvu.extract.encoders.registry import ENCODER_SETS
+from fgvu.extract.encoders.registry import ENCODER_SETS, THREADS
 from fgvu.options import QUIET_HELP, int_list, opt
 from fgvu.sampling import SamplingPlan
 from fgvu.settings import paths
@@ -71,6 +71,8 @@ class ExtractConfig:
     caption_batch: int = opt(CAPTION_BATCH, "Frames per captioner call.", ge=1)
     text_batch: int = opt(256, "Captions per CLIP text call.", ge=1)
     prefetch: int = opt(64, "Decoded frames buffered ahead of the encoders.", ge=1)
+    threads: int | None = opt(None, "Torch math threads of the encoders.", ge=1,
+                              shown="1 for the tiny set, torch's default (every core) for paper")
     progress: bool = opt(True, QUIET_HELP, flag="--quiet", inverted=True)
 
     def __post_init__(self) -> None:
@@ -88,6 +90,8 @@ class ExtractConfig:
         for name in ("image_batch", "clip_batch", "caption_batch", "text_batch", "prefetch", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ExtractConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ExtractConfigError(f"--threads must be at least 1, got {self.threads}")
         self.sampling  # validates the plan early, with the sampling module's message
 
     @property
@@ -113,6 +117,11 @@ class ExtractConfig:
         if self.reuse_captions == "auto":
             return Path(paths().caches) / self.dataset
         return Path(self.reuse_captions)
+
+    @property
+    def torch_threads(self) -> int | None:
+        """--threads, else the encoder set's choice (`THREADS`); None keeps torch's default."""
+        return self.threads if self.threads is not None else THREADS.get(self.encoders)
 
     def parts_to_run(self) -> list[int]:
         """The part numbers this configuration runs."""

@@ -10,7 +10,7 @@ that cannot be read is recorded in the part's failure list and the run goes on.
 from __future__ import annotations
 
 import contextlib
-
+import gc
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -25,6 +25,7 @@ from fgvu.extract.encoding import BatchSizes, EncodeCounts, EncoderSet, SourceEn
 from fgvu.extract.parts import SourceGroup, split_parts
 from fgvu.extract.prefetch import End, Failed, Frame, Start, prefetch
 from fgvu.sampling import SamplingPlan, WindowLayout
+from fgvu.threads import torch_threads
 
 if TYPE_CHECKING:
     from fgvu.extract.datasets import DatasetAdapter
@@ -358,9 +359,26 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
         raise ExtractConfigError("no captioner given and --reuse-captions not set")
     spec = make_spec(cfg, adapter.task, encoders, prompt, reused)
     summary = ExtractSummary(out=cfg.out_path)
-    for part in cfg.parts_to_run():
-        summary.merge(PartRun(cfg, spec, adapter, encoders, prompt, reused, part).run(items))
+    with torch_threads(cfg.torch_threads), frozen_gc():
+        for part in cfg.parts_to_run():
+            summary.merge(PartRun(cfg, spec, adapter, encoders, prompt, reused, part).run(items))
     return summary
+
+
+@contextlib.contextmanager
+def frozen_gc():
+    """Keep the objects alive now (the encoders' modules, parameters, JAX and tokenizer state) out
+    of the cyclic garbage collector's scans during the block: re-scanning them on every full
+    collection took 9.6 % of an extraction. Objects made during the block are collected as usual."""
+    if gc.get_freeze_count():  # the embedding program manages freezing itself
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def run_with_ray(cfg: ExtractConfig) -> ExtractSummary:

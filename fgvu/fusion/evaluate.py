@@ -21,6 +21,7 @@ from fgvu.fusion.run_folder import FrameTable, eval_file
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
+from fgvu.threads import stage2_threads, torch_threads
 
 EVAL_BATCH = 256
 
@@ -136,16 +137,21 @@ def _split_rows(ckpt, view: CacheView, split: str) -> np.ndarray:
     return videos_in_split(view, split)
 
 
-def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val") -> dict:
+def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val", threads: int | None = None) -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; writes RUN/eval.json.
 
-    Returns {"run", "cache", "task", "split", "n_videos", "n_frames", "n_valid", "metrics": {...},
-    "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames whose targets are
-    all valid. A split other than val goes to RUN/eval-<split>.json.
+    Returns {"run", "cache", "task", "split", "threads", "n_videos", "n_frames", "n_valid",
+    "metrics": {...}, "per_video": {name: {"n_frames", "n_valid", ...}}}; n_valid counts the frames
+    whose targets are all valid. A split other than val goes to RUN/eval-<split>.json. Torch runs
+    with `threads` math threads (one by default).
     """
+    with torch_threads(stage2_threads(threads)) as used:
+        return _evaluate(Path(run), cache, split, used)
+
+
+def _evaluate(run: Path, cache: str | Path | None, split: str, threads: int) -> dict:
     from fgvu.atomic_io import write_json
 
-    run = Path(run)
     ckpt, data = _load(run, cache)
     rows = _split_rows(ckpt, data.view, split)
     overall, table = evaluate_windows(ckpt.model, data, rows, ckpt.norm)
@@ -155,7 +161,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
         per_video[name] = {"n_frames": int(len(sel)), "n_valid": int(table.mask[sel].all(axis=1).sum()),
                            **(table_metrics(ckpt.task, table, sel) if table.mask[sel].any() else {})}
     result = {
-        "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split,
+        "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split, "threads": threads,
         "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "n_valid": int(table.mask.all(axis=1).sum()),
         "metrics": overall, "per_video": per_video,
     }
@@ -174,9 +180,16 @@ def _finite(obj):
     return obj
 
 
-def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None) -> list[Path]:
+def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
+            threads: int | None = None) -> list[Path]:
     """Write frame-level predictions of a split in the benchmark's submission format
-    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`)."""
+    (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`), with `threads` torch
+    math threads (one by default)."""
+    with torch_threads(stage2_threads(threads)):
+        return _predict(run, out, split, cache)
+
+
+def _predict(run: str | Path, out: str | Path, split: str, cache: str | Path | None) -> list[Path]:
     ckpt, data = _load(run, cache)
     view = data.view
     rows = _split_rows(ckpt, view, split)

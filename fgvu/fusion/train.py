@@ -29,6 +29,7 @@ from fgvu.fusion.data import FeatureData, length_options
 from fgvu.fusion.evaluate import evaluate_windows
 from fgvu.fusion.splits import train_val_videos
 from fgvu.tasks import Task, TaskError, get_task
+from fgvu.threads import stage2_threads, torch_threads
 
 
 class FitError(FgvuError):
@@ -134,14 +135,25 @@ class _Objective:
         return self.task.loss(steps, targets, mask, self.kind, self.cfg, self.class_weights)
 
 
-def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
+def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False,
+        view=None) -> dict:
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
     A finished run in `out` made with another configuration or cache is an error unless
-    `overwrite`; the same configuration and cache re-runs in place.
+    `overwrite`; the same configuration and cache re-runs in place. Torch runs with
+    `cfg.threads` math threads (one by default; `fgvu.threads`), restored afterwards. `view`
+    is the cache already opened with (at least) the run's arrays, e.g. the ablation workers'
+    shared copy (`fgvu.cache.shared`); None reads them from `cache`.
     Returns the content of metrics.json: {"task", "best_epoch", "val": {metrics}, ...}.
     """
+    with torch_threads(stage2_threads(cfg.threads)):
+        return _fit(cache, cfg, out, progress, overwrite, view)
+
+
+def _fit(cache, cfg: FitConfig, out, progress: bool, overwrite: bool, view) -> dict:
     import torch
+
+    from fgvu.fusion.optim import AdamW
 
     from fgvu.fusion.model import FusionModel
 
@@ -155,7 +167,8 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     out = Path(out)
     if not overwrite:
         run_folder.check_overwrite(out, cfg, cache)
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
+    if view is None:
+        view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,))
     task = get_task(view.spec.task)
     _loss_kind(cfg, task)
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
@@ -169,7 +182,7 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
     run_folder.clear_outputs(out)
     meta = {
         "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
-        "dataset": view.spec.dataset, "task": task.name, "device": device,
+        "dataset": view.spec.dataset, "task": task.name, "device": device, "threads": torch.get_num_threads(),
         "target_names": list(task.targets), "dims": data.dims, "n_outputs": task.n_outputs,
         "splits": {"train": view.videos.name[train_rows].tolist(), "val": view.videos.name[val_rows].tolist()},
         "normalization": "model.safetensors: norm.<modality>.mean / norm.<modality>.std" if norm else None,
@@ -187,7 +200,7 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
         weights = task.class_weights(targets[train_windows], mask[train_windows]) if cfg.class_weights else None
         objective = _Objective(task, cfg, weights)
         steps_per_epoch = math.ceil(len(train_windows) / cfg.batch_size)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = _lr_schedule(optimizer, cfg, steps_per_epoch)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)

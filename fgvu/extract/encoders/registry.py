@@ -25,6 +25,11 @@ ENCODER_SETS: dict[str, dict[str, str]] = {
         "captioner": "captioner:minigpt4:models/minigpt4",
     },
 }
+# Torch math threads each set runs with when --threads is not given; a set not listed keeps
+# torch's default (every core), which large encoders on a CPU need. The tiny encoders' small
+# matrices run as fast on one thread as on two and spend a quarter less CPU time (the rest is
+# OpenMP threads spinning): measured with benchmarks/bench_extract.py --threads 1,2.
+THREADS: dict[str, int] = {"tiny": 1}
 
 VIDEO_ENCODERS = {
     "videoprism-base": "videoprism-base[:/path/to/flax_base_f16r288_repeated.npz]",
