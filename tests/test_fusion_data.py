@@ -189,7 +189,7 @@ def test_normalisation_moments_in_float32_chunks_match_float64(monkeypatch, shap
     table = table.astype(np.float16)
     rows = np.sort(rng.choice(shape[0], size=shape[0] * 2 // 3, replace=False))
     reference = table[rows].reshape(-1, shape[-1]).astype(np.float64)
-    monkeypatch.setattr(data_mod, "MOMENT_VALUES", 97)  # many chunks, with an uneven last one
+    monkeypatch.setattr(data_mod, "SCAN_VALUES", 97)  # many chunks, with an uneven last one
     mean, std = data_mod._moments(table, rows)
     np.testing.assert_allclose(mean, reference.mean(0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(std, reference.std(0), rtol=1e-5)

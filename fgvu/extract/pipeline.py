@@ -373,8 +373,7 @@ def frozen_gc():
     if gc.get_freeze_count():  # the embedding program manages freezing itself
         yield
         return
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collection first: it costs more than the little garbage it would spare
     try:
         yield
     finally:

@@ -21,8 +21,7 @@ from fgvu.fusion.splits import DataError
 from fgvu.modalities import MODALITIES, Modality, ModalityError, canonical
 from fgvu.sampling import step_frames
 
-CHUNK_ROWS = 4096  # rows per pass when scanning large tables (bounded temporary memory)
-MOMENT_VALUES = 1 << 22  # values per chunk of the normalisation statistics (16 MiB as float32)
+SCAN_VALUES = 1 << 22  # values per pass when scanning large tables (16 MiB as float32): bounded temporaries
 
 
 def length_options(cfg) -> dict[str, int]:
@@ -65,16 +64,21 @@ class Normalization:
         return cls({m: tensors[f"norm.{m}.mean"] for m in letters}, {m: tensors[f"norm.{m}.std"] for m in letters})
 
 
+def _scan_rows(table: np.ndarray) -> int:
+    """Rows per pass of a scan over `table`: about SCAN_VALUES values."""
+    return max(1, SCAN_VALUES // max(1, int(np.prod(table.shape[1:]))))
+
+
 def _moments(table: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over `rows` of `table` (any trailing shape, last axis = feature).
 
-    Chunks of about MOMENT_VALUES values are cast to float32 and centred on their own mean;
+    Chunks of about SCAN_VALUES values are cast to float32 and centred on their own mean;
     sums accumulate in float64 and chunks merge with Chan et al.'s pairwise update. So the
     temporaries stay at a few MiB (not float64 copies of 4096 clips), and the result matches a
     float64 computation to float32 precision even where the mean is large against the spread.
     """
     dim = table.shape[-1]
-    step = max(1, MOMENT_VALUES // max(1, int(np.prod(table.shape[1:]))))
+    step = _scan_rows(table)
     count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
     for lo in range(0, len(rows), step):
         x = table[rows[lo : lo + step]].reshape(-1, dim).astype(np.float32)
@@ -93,8 +97,9 @@ def _moments(table: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _first_nonfinite_row(table: np.ndarray) -> int | None:
-    for lo in range(0, len(table), CHUNK_ROWS):
-        block = table[lo : lo + CHUNK_ROWS]
+    step = _scan_rows(table)
+    for lo in range(0, len(table), step):
+        block = table[lo : lo + step]
         bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
         if bad.any():
             return lo + int(np.argmax(bad))
