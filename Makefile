@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py
 	$(PY) benchmarks/bench_encoders.py --quick
 	$(PY) benchmarks/bench_captioner.py
+	$(PY) benchmarks/bench_stage2_scale.py
 
 clean:
 	rm -rf $(DEMO) results .pytest_cache

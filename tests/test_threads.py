@@ -74,7 +74,8 @@ def test_threads_option_of_fit_evaluate_and_predict(cache, tmp_path, seen):
         assert seen["predict"] == [1]  # evaluate and predict default to one thread too
         assert torch.get_num_threads() == 1
     out = runner.invoke(app, ["evaluate", str(run), "--threads", "0"])
-    assert isinstance(out.exception, OptionError) and "--threads: 0 is out of range; it must be >=1" in str(out.exception)
+    assert isinstance(out.exception, OptionError)
+    assert "--threads: 0 is out of range; it must be >=1" in str(out.exception)
 
 
 def test_choices_and_extraction_defaults():

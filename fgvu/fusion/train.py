@@ -153,9 +153,8 @@ def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = Tru
 def _fit(cache, cfg: FitConfig, out, progress: bool, overwrite: bool, view) -> dict:
     import torch
 
-    from fgvu.fusion.optim import AdamW
-
     from fgvu.fusion.model import FusionModel
+    from fgvu.fusion.optim import AdamW
 
     unknown_aug = sorted(set(cfg.augment) - set(AUGMENTATIONS))
     if unknown_aug:

@@ -150,16 +150,14 @@ def write_feature_cache(
     # invalid stretches in the first training video and the last validation video
     train_rows = [i for i, s in enumerate(splits) if s == "train"]
     with_invalid = set(train_rows[:1] + val_rows[-1:])
-    records = [
-        # one generator per video: its targets do not depend on the dims or the clip lengths
-        _video_record(f"synth-{i:03d}", splits[i], int(lengths[i]), task, plan, streams,
-                      np.random.default_rng([seed, 2, i]), invalid=i in with_invalid)
-        for i in range(videos)
-    ]
-    if shuffle_train_labels:
+    # one generator per video: its targets do not depend on the dims or the clip lengths
+    records = (_video_record(f"synth-{i:03d}", splits[i], int(lengths[i]), task, plan, streams,
+                             np.random.default_rng([seed, 2, i]), invalid=i in with_invalid) for i in range(videos))
+    if shuffle_train_labels:  # needs every training video at once
+        records = list(records)
         _shuffle_targets([records[i] for i in train_rows], np.random.default_rng([seed, 1]))
     with PartWriter(out, spec, 0) as writer:
-        for rec in records:
+        for rec in records:  # otherwise one video in memory at a time
             writer.append_video(rec)
     return out
 
