@@ -1,11 +1,13 @@
 """Torch's math threads, chosen on purpose instead of left at torch's default (every core).
 
-Stage 2's GRUs and attention run on small matrices: on a CPU one thread is 3-9x faster per
-epoch than torch's default on a shared 2-core machine (OpenMP threads spin waiting for each
-other), and `jobs` ablation workers with one thread each share the cores without
-oversubscribing them. So `fit`, `evaluate`, `predict` and every ablation worker run with one
-thread unless `--threads N` asks for more; extraction picks per encoder set (`THREADS`
-in `fgvu.extract.encoders.registry`). The count used is recorded in the run's config.json.
+Stage 2's GRUs and attention run on small matrices. On the shared 2-core development machine
+(benchmarks/bench_stage2_scale.py) an epoch on torch's default of two threads took 6x as long
+as on one while the machine was busy (OpenMP threads spin waiting for each other), and was 10%
+faster for 40% more CPU time while it was idle; `jobs` ablation workers with one thread each
+share the cores without oversubscribing them. So `fit`, `evaluate`,
+`predict` and every ablation worker run with one thread unless `--threads N` asks for more;
+extraction picks per encoder set (`THREADS` in `fgvu.extract.encoders.registry`). `fit`
+records the count in the run's config.json, `evaluate` in eval.json.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-STAGE2_THREADS = 1  # measured: benchmarks/bench_stage2_scale.py --threads 1,2
+STAGE2_THREADS = 1
 
 
 def stage2_threads(requested: int | None) -> int:

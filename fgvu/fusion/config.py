@@ -112,10 +112,11 @@ class FitConfig:
     normalize: bool = opt(True, "Per-dimension normalisation from the training videos.",
                           flag="--normalize/--no-normalize")
     device: str = opt("auto", "Torch device: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N.")
-    threads: int | None = opt(None, "Torch math threads. One is fastest for the fusion head's small matrices (3-9x "
-                              "faster per epoch than torch's default of every core on a shared 2-core machine) and "
-                              "lets parallel ablation workers share the cores; recorded in config.json.", ge=1,
-                              shown="1")
+    threads: int | None = opt(None, "Torch math threads of each process (fit, evaluate, predict, every ablation "
+                              "worker). One suits the fusion head's small matrices and leaves the other cores to "
+                              "other work: on a 2-core machine two threads made an epoch 6x slower while the "
+                              "machine was busy, and 10% faster for 40% more CPU time while it was idle. fit "
+                              "records the count in config.json.", ge=1, shown="1")
 
     def to_dict(self) -> dict:
         d = asdict(self)

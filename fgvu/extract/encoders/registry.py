@@ -27,7 +27,7 @@ ENCODER_SETS: dict[str, dict[str, str]] = {
 }
 # Torch math threads each set runs with when --threads is not given; a set not listed keeps
 # torch's default (every core), which large encoders on a CPU need. The tiny encoders' small
-# matrices run as fast on one thread as on two and spend a quarter less CPU time (the rest is
+# matrices run faster on one thread than on two (1.2x) with a third less CPU time (the rest is
 # OpenMP threads spinning): measured with benchmarks/bench_extract.py --threads 1,2.
 THREADS: dict[str, int] = {"tiny": 1}
 
