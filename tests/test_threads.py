@@ -1,4 +1,5 @@
-"""Torch threads chosen on purpose: one per stage-2 process unless --threads, applied and recorded."""
+"""Torch threads chosen on purpose (one per stage-2 process unless --threads, applied and recorded) and
+extraction's fixed costs (its encoders frozen out of the garbage collector)."""
 
 import json
 
@@ -93,3 +94,29 @@ def test_choices_and_extraction_defaults():
     assert ExtractConfig(dataset="dvd", encoders="paper", threads=3).torch_threads == 3
     with pytest.raises(ExtractConfigError, match="--threads"):
         ExtractConfig(dataset="dvd", threads=0)
+
+
+def test_extraction_encodes_with_its_threads_and_the_encoders_frozen_out_of_the_collector(tmp_path, monkeypatch):
+    import gc
+
+    from fakes import FakeAdapter, fake_encoders
+    from fgvu.extract.pipeline import run_extract
+
+    adapter = FakeAdapter({"v": ("v.mp4", 120)}, ())
+    monkeypatch.setattr("fgvu.extract.video_source.open_video", adapter.open_video)
+    encoders = fake_encoders()
+    seen_inside = []
+    encode_images = encoders.image_text.encode_images
+
+    def recording(images):
+        seen_inside.append((torch.get_num_threads(), gc.get_freeze_count() > 0))
+        return encode_images(images)
+
+    monkeypatch.setattr(encoders.image_text, "encode_images", recording)
+    assert gc.get_freeze_count() == 0
+    with outer_threads(2):
+        cfg = ExtractConfig(dataset="aff-wild2", out=str(tmp_path / "c"), progress=False, threads=1)
+        assert run_extract(cfg, encoders=encoders, adapter=adapter).succeeded == 1
+        assert torch.get_num_threads() == 2
+    assert seen_inside and set(seen_inside) == {(1, True)}
+    assert gc.get_freeze_count() == 0  # unfrozen after the run

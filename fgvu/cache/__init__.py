@@ -6,6 +6,7 @@
 - `record`: `VideoRecord`, one whole video ready to append;
 - `writer`: `PartWriter`, the single writer of one part;
 - `reader`: `open_cache` and the `CacheView`, captions, committed videos, the fingerprint;
+- `shared`: one read-only copy of the arrays for several processes (`share_cache`, `open_shared`);
 - `verify`: `verify_cache`;
 - `tools`: `cache_info` and the HDF5 export.
 

@@ -164,7 +164,7 @@ def _one_decode_thread() -> None:
 
     Each decoding thread keeps its own malloc arena of freed shard buffers: with zarr's default
     pool (cores + 4 threads) reading a cache peaks at 1.6-1.7x the arrays' bytes, with one at
-    1.2-1.3x (80 videos at 768-d, 0.23 GiB), and is no slower on 2 cores. zarr makes its pool at
+    1.2-1.3x (80 videos at 768-d, 0.23 GiB), and was as fast on 2 cores. zarr makes its pool at
     its first read, so a process that read before keeps the pool it has.
     """
     import zarr
