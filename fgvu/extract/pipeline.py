@@ -368,8 +368,10 @@ def run_extract(cfg: ExtractConfig, encoders: EncoderSet | None = None, adapter=
 @contextlib.contextmanager
 def frozen_gc():
     """Keep the objects alive now (the encoders' modules, parameters, JAX and tokenizer state) out
-    of the cyclic garbage collector's scans during the block: re-scanning them on every full
-    collection took 9.6 % of an extraction. Objects made during the block are collected as usual."""
+    of the cyclic garbage collector's scans during the block: with the tiny encoders built, every
+    full collection re-scanned 560 k objects for 0.32 CPU-s, and none once they are frozen (issue
+    15 profiled 9.6 % of an extraction in the collector). Objects made in the block are collected
+    as usual."""
     if gc.get_freeze_count():  # the embedding program manages freezing itself
         yield
         return
