@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_captioner.py
 	$(PY) benchmarks/bench_stream.py
 	$(PY) benchmarks/bench_audio.py
+	$(PY) benchmarks/bench_stage2_scale.py
 
 clean:
 	rm -rf $(DEMO) results .pytest_cache

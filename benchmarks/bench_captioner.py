@@ -9,6 +9,10 @@ numbers do not depend on where random weights happen to stop.
     python benchmarks/bench_captioner.py                                  # tiny model, CPU
     python benchmarks/bench_captioner.py --arch small --device cpu        # the 7b code path, scaled down
     python benchmarks/bench_captioner.py --device cuda --arch 7b          # EVA-g + Q-Former + Vicuna-7B, fp16
+    python benchmarks/bench_captioner.py --smoke                          # seconds: checks that it runs
+
+The batch sizes and the one-image baseline are timed alternately, best of `--repeats`, with
+CPU seconds next to wall seconds (benchmarks/timing.py).
 
 Architectures: `7b` is the Vicuna-7B MiniGPT-4 (EVA ViT-g/14, BERT-base Q-Former, Llama 4096x32);
 `small` and `tiny` keep the same structure with fewer and narrower layers. The random model is
@@ -32,6 +36,7 @@ from fgvu.extract.encoders.minigpt4_conversation import SYSTEM_MESSAGE
 from fgvu.extract.encoders.minigpt4_loading import check_fits_device
 from fgvu.extract.encoders.minigpt4_model import MiniGPT4, build_vision_bridge
 from fgvu.extract.encoders.tiny_llama_tokenizer import write_tiny_llama_tokenizer
+from timing import add_smoke_flag, best_of
 
 QUESTION = (
     "Describe the facial expression of the person in terms of valence (positive or negative) and "
@@ -105,17 +110,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_captions(model: MiniGPT4, images: np.ndarray, tokens: int, repeats: int) -> tuple[float, list[str]]:
-    """Seconds per call (best of `repeats`) for captioning `images` with exactly `tokens` new tokens."""
-    best = float("inf")
-    captions: list[str] = []
-    for _ in range(repeats):
-        sync(model.device)
-        start = time.perf_counter()
+def caption_call(model: MiniGPT4, images: np.ndarray, tokens: int):
+    """A call that captions `images` with exactly `tokens` new tokens and waits for the device."""
+
+    def call() -> list[str]:
         captions = model.caption(images, QUESTION, max_new_tokens=tokens, min_new_tokens=tokens)
         sync(model.device)
-        best = min(best, time.perf_counter() - start)
-    return best, captions
+        return captions
+
+    return call
 
 
 def main() -> None:
@@ -129,7 +132,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--frame-size", type=int, nargs=2, default=(360, 640), metavar=("H", "W"))
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.arch, args.batch_sizes, args.max_new_tokens, args.repeats = "tiny", [2], 2, 1
+        args.frame_size = (64, 96)
 
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
@@ -154,19 +161,22 @@ def main() -> None:
             f"{args.max_new_tokens} new tokens per caption, frames {args.frame_size[0]}x{args.frame_size[1]}"
         )
 
-        time_captions(model, frames[:2], 2, 1)  # warm-up (kernels, allocator)
-        single, _ = time_captions(model, frames[:1], args.max_new_tokens, args.repeats)
-        baseline = 1.0 / single
-        print(f"batch   1: {baseline:8.2f} captions/s  (baseline: one image at a time)")
+        caption_call(model, frames[:2], 2)()  # warm-up (kernels, allocator)
+        calls = {1: caption_call(model, frames[:1], args.max_new_tokens)}
+        calls.update({b: caption_call(model, frames[:b], args.max_new_tokens) for b in batch_sizes})
+        best = best_of(calls, args.repeats)
+        baseline = 1.0 / best[1].wall
+        print(f"batch   1: {baseline:8.2f} captions/s  (baseline: one image at a time; {best[1]})")
         for batch in batch_sizes:
-            if on_gpu:
+            memory = ""
+            if on_gpu:  # one more call for the peak memory, outside the timings
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            seconds, captions = time_captions(model, frames[:batch], args.max_new_tokens, args.repeats)
-            assert len(captions) == batch
-            rate = batch / seconds
-            memory = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if on_gpu else ""
-            print(f"batch {batch:3d}: {rate:8.2f} captions/s  ({rate / baseline:.1f}x baseline{memory})")
+                assert len(calls[batch]()) == batch
+                memory = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            rate = batch / best[batch].wall
+            print(f"batch {batch:3d}: {rate:8.2f} captions/s  ({rate / baseline:.1f}x baseline wall, "
+                  f"{batch * best[1].cpu / best[batch].cpu:.1f}x CPU; {best[batch]}{memory})")
         image_seconds = min(_time_images(model, frames[: batch_sizes[-1]]) for _ in range(args.repeats))
         print(
             f"image side alone (preprocess + EVA + Q-Former) at batch {batch_sizes[-1]}: "

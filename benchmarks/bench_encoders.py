@@ -12,6 +12,10 @@ dense tensor-core peak for the dtype). Baselines measured in the same run, print
     python benchmarks/bench_encoders.py --quick                # CPU, about 2 minutes
     python benchmarks/bench_encoders.py --device cuda --dtype bf16
     python benchmarks/bench_encoders.py --only videoprism-base clip-vit-l-14
+    python benchmarks/bench_encoders.py --smoke                # seconds: the tiny encoders, checks that it runs
+
+Ratios against the baselines are timed alternately (ours, theirs, ours, ...), best of the
+iterations, with CPU seconds next to wall seconds (benchmarks/timing.py).
 
 Real-size architectures: VideoPrism-base (16 x 288 x 288 clips) and CLIP ViT-L-14 (224 px);
 the inputs are 16 frames of 360 x 640 (VideoPrism resizes them) and 360 x 640 images (CLIP
@@ -32,9 +36,12 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FGVU_CACHE_DIR", os.path.join(tempfile.gettempdir(), "fgvu-bench-cache"))
 
+from timing import add_smoke_flag, best_of  # noqa: E402
+
 # Dense tensor-core peaks of one H100 SXM / H200 (same compute), FLOP/s; fp32 runs as TF32.
 DEFAULT_PEAK_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5}
 FRAME_SHAPE = (360, 640, 3)
+SMOKE = ("videoprism-tiny", "clip-tiny", "captioner-tiny")  # what --smoke runs
 
 
 @dataclass
@@ -127,7 +134,7 @@ def bench_videoprism(variant: str, args, plan: Plan, peak: float | None) -> None
     config = encoder.model.config
     clips = random_frames((plan.batch, config.num_frames, *FRAME_SHAPE))
     first, steady = time_calls(lambda: encoder.encode_clips(clips), plan.iters)
-    ours = report(
+    report(
         f"{variant} ({encoder.model.dtype})",
         "clips",
         plan.batch,
@@ -149,11 +156,12 @@ def bench_videoprism(variant: str, args, plan: Plan, peak: float | None) -> None
         report("  model only (input on GPU)", "clips", chunk, 0.0, first, steady, flops, peak)
     real_size_on_cpu_quick = args.quick and args.device == "cpu" and variant != "videoprism-tiny"
     if args.with_baselines and not real_size_on_cpu_quick:
-        bench_videoprism_transformers(encoder, clips, args, plan, ours)
+        bench_videoprism_transformers(encoder, clips, args, plan)
 
 
-def bench_videoprism_transformers(encoder, clips: np.ndarray, args, plan: Plan, ours_rate: float) -> None:
-    """transformers' PyTorch VideoPrism of the same architecture on the same input, resized by torch.
+def bench_videoprism_transformers(encoder, clips: np.ndarray, args, plan: Plan) -> None:
+    """transformers' PyTorch VideoPrism of the same architecture on the same input, resized by torch,
+    timed alternately with ours.
 
     Its weights are random too: they do not change the speed (the parity test checks the values).
     """
@@ -185,8 +193,11 @@ def bench_videoprism_transformers(encoder, clips: np.ndarray, args, plan: Plan, 
             tokens.float().unflatten(1, (t, -1)).mean(dim=2).cpu()
 
     first, steady = time_calls(call, plan.iters)
-    theirs = report("  transformers torch baseline", "clips", plan.batch, build, first, steady, None, None)
-    print(f"  ratio ours / transformers: {ours_rate / theirs:.2f}x", flush=True)
+    report("  transformers torch baseline", "clips", plan.batch, build, first, steady, None, None)
+    best = best_of({"ours": lambda: encoder.encode_clips(clips), "theirs": call}, plan.iters)
+    print(f"  ratio ours / transformers (best of {plan.iters}, interleaved): "
+          f"{best['theirs'].wall / best['ours'].wall:.2f}x wall, {best['theirs'].cpu / best['ours'].cpu:.2f}x CPU "
+          f"(ours {best['ours']}, theirs {best['theirs']})", flush=True)
 
 
 def bench_clip(label: str, model_name: str, args, plan: Plan, peak: float | None) -> None:
@@ -231,11 +242,14 @@ def bench_clip_preprocessing(encoder, images: np.ndarray, plan: Plan) -> None:
     def pil_loop():
         torch.stack([transform(Image.fromarray(image)) for image in images])
 
-    _, t_ours = time_calls(ours, plan.iters)
-    _, t_pil = time_calls(pil_loop, plan.iters)
+    ours()  # warm-up of both
+    pil_loop()
+    best = best_of({"ours": ours, "pil": pil_loop}, plan.iters)
     print(
-        f"  preprocessing: batched tensors {plan.batch / t_ours:9.1f} images/s vs PIL loop "
-        f"{plan.batch / t_pil:9.1f} images/s: ratio {t_pil / t_ours:.2f}x",
+        f"  preprocessing: batched tensors {plan.batch / best['ours'].wall:9.1f} images/s ({best['ours']}) vs PIL "
+        f"loop {plan.batch / best['pil'].wall:9.1f} images/s ({best['pil']}): ratio "
+        f"{best['pil'].wall / best['ours'].wall:.2f}x wall, {best['pil'].cpu / best['ours'].cpu:.2f}x CPU "
+        f"(best of {plan.iters}, interleaved)",
         flush=True,
     )
 
@@ -245,15 +259,18 @@ def bench_captioner(args, plan: Plan) -> None:
     from fgvu.extract.encoders.registry import build_captioner
 
     start = time.perf_counter()
-    captioner = build_captioner("captioner-tiny", device=args.device, batch_size=plan.batch, max_new_tokens=30)
+    tokens = 2 if args.smoke else 30
+    captioner = build_captioner("captioner-tiny", device=args.device, batch_size=plan.batch, max_new_tokens=tokens)
     build = time.perf_counter() - start
     images = random_frames((plan.batch, *FRAME_SHAPE))
     first, steady = time_calls(lambda: captioner.caption(images, DVDAdapter.default_prompt), plan.iters)
     report("captioner-tiny", "captions", plan.batch, build, first, steady, None, None)
 
 
-def plans(device: str, quick: bool) -> dict[str, Plan]:
+def plans(device: str, quick: bool, smoke: bool = False) -> dict[str, Plan]:
     """Batch sizes and iteration counts: small on CPU, where one VideoPrism-base clip is ~1 TFLOP."""
+    if smoke:
+        return {name: Plan(2, 1) for name in SMOKE}
     if device == "cpu":
         tiny = Plan(8, 2 if quick else 5)
         return {
@@ -303,7 +320,10 @@ def main() -> None:
         default=None,
         choices=["videoprism-tiny", "clip-tiny", "captioner-tiny", "videoprism-base", "clip-vit-l-14"],
     )
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.only = [name for name in args.only or SMOKE if name in SMOKE]
     args.dtype = args.dtype or ("fp32" if args.device == "cpu" else "bf16")
     peak = None
     if args.device == "cuda":
@@ -314,7 +334,7 @@ def main() -> None:
         print(f"torch: {torch.cuda.get_device_name(0)}; jax: {jax.devices()}")
     print(f"device {args.device}, dtype {args.dtype}" + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ""))
 
-    selected = plans(args.device, args.quick)
+    selected = plans(args.device, args.quick, args.smoke)
     runners = {
         "videoprism-tiny": lambda p: bench_videoprism("videoprism-tiny", args, p, peak),
         "clip-tiny": lambda p: bench_clip("clip-tiny", "fgvu-tiny-clip", args, p, peak),

@@ -15,7 +15,13 @@ Prints, all measured in this run on the same files:
    default): bytes written to the file system (write() calls, /proc/self/io) against bytes kept
    on disk, and seconds, best of 2, interleaved.
 
-    python benchmarks/bench_extract.py [--videos 6] [--frames 400] [--size 144x192]
+Ratios are timed alternately, best of N, with CPU seconds next to wall seconds
+(benchmarks/timing.py). The tiny-encoder run is repeated for each `--threads` count (torch
+math threads; fgvu extract's default for the tiny set is 1) and reports the share of its time
+spent in Python's garbage collector (the pipeline freezes the encoders' objects out of it).
+
+    python benchmarks/bench_extract.py [--videos 6] [--frames 400] [--size 144x192] [--threads 1,2]
+    python benchmarks/bench_extract.py --smoke     # seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from fgvu.extract.video_source import open_video  # noqa: E402
 from fgvu.sampling import SamplingPlan  # noqa: E402
 from fgvu.synth.videos import write_video_dataset  # noqa: E402
 from null_encoders import NullCaptioner, NullImageText, NullVideo  # noqa: E402
+from timing import GcTimer, add_smoke_flag, best_of, timed  # noqa: E402
 
 PROMPT = "Describe the shapes."
 
@@ -157,16 +164,24 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--size", default="144x192", help="H x W of the synthetic videos")
+    parser.add_argument("--threads", default="1,2", help="torch threads of the tiny-encoder runs, comma-separated")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved timed runs of each variant; best counts")
     parser.add_argument("--video", type=Path, help="also time decode vs the null-encoder pipeline on this file "
                         "(e.g. a 720p H.264 video), frames converted at 288 px as for the paper encoders")
     parser.add_argument("--writer-only", action="store_true", help="only the writer comparison at paper dims")
     parser.add_argument("--writer-videos", type=int, default=20, help="videos of the writer comparison")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    writer_videos, writer_dim = args.writer_videos, 768
+    if args.smoke:
+        args.videos, args.frames, args.size, args.repeats, args.threads = 1, 100, "48x64", 1, "1"
+        writer_videos, writer_dim = 2, 32
     height, width = (int(x) for x in args.size.split("x"))
+    thread_counts = [int(t) for t in args.threads.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     if args.writer_only:
         try:
-            writer_comparison(work, args.writer_videos)
+            writer_comparison(work, writer_videos, writer_dim)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
@@ -177,16 +192,17 @@ def main() -> None:
         base = dict(dataset="aff-wild2", root=str(root), progress=False, caption_prompt=PROMPT, device="cpu")
 
         null = EncoderSet(NullVideo(), NullImageText(), NullCaptioner())
-        t_bare, s_null = float("inf"), None
-        for rep in range(2):  # alternating, best of 2
-            n_bare, t = bare_decode(paths)
-            t_bare = min(t_bare, t)
-            s = run_extract(ExtractConfig(out=str(work / f"null{rep}"), **base), encoders=null)
-            s_null = s if s_null is None or s.seconds < s_null.seconds else s_null
+        runs = iter(range(10**6))
+        best = best_of({"bare": lambda: bare_decode(paths),
+                        "null": lambda: run_extract(ExtractConfig(out=str(work / f"null{next(runs)}"), **base),
+                                                    encoders=null)}, args.repeats)
+        n_bare, _ = bare_decode(paths)
+        s_null = run_extract(ExtractConfig(out=str(work / "null-count"), **base), encoders=null)
+        frames_null = s_null.frames
         print(f"videos: {len(paths)} files, {n_bare} frames at {height}x{width}; {s_null.succeeded} items")
-        print(f"bare PyAV decode loop:            {n_bare / t_bare:8.1f} frames/s")
-        print(f"pipeline, null encoders:          {s_null.frames_per_s:8.1f} frames/s   "
-              f"ratio to bare decode {s_null.frames_per_s / (n_bare / t_bare):.2f}")
+        print(f"bare PyAV decode loop:            {n_bare / best['bare'].wall:8.1f} frames/s   ({best['bare']})")
+        print(f"pipeline, null encoders:          {frames_null / best['null'].wall:8.1f} frames/s   "
+              f"({best['null']}) ratio to bare decode {best['bare'].wall / best['null'].wall:.2f}")
 
         if args.video:
             folder = work / "one"
@@ -203,11 +219,23 @@ def main() -> None:
 
         tiny = build_encoders(ExtractConfig(encoders="tiny", **base))
         run_extract(ExtractConfig(out=str(work / "warmup"), limit=2, **base), encoders=tiny)  # JIT warm-up
+        gc_timers = {n: GcTimer() for n in thread_counts}
+
+        def tiny_run(n: int):
+            with gc_timers[n]:
+                return run_extract(ExtractConfig(out=str(work / f"tiny{n}-{next(runs)}"), threads=n, **base),
+                                   encoders=tiny)
+
+        by_threads = best_of({n: (lambda n=n: tiny_run(n)) for n in thread_counts}, args.repeats)
         with WriterTimer() as writer:
-            s = run_extract(ExtractConfig(out=str(work / "tiny"), **base), encoders=tiny)
+            s, _ = timed(lambda: run_extract(ExtractConfig(out=str(work / "tiny"), threads=thread_counts[0], **base),
+                                             encoders=tiny))
         c, w = s.counts, s.windows
-        print(f"pipeline, tiny encoders:          {s.frames_per_s:8.1f} frames/s   {s.windows_per_s:.2f} windows/s "
-              f"({w} windows in {s.seconds:.1f} s)")
+        for n, t in by_threads.items():
+            gc_time = gc_timers[n]
+            print(f"pipeline, tiny encoders, {n} torch thread(s): {s.frames / t.wall:8.1f} frames/s   "
+                  f"{w / t.wall:.2f} windows/s (best: {t}); garbage collector {gc_time.seconds:.2f} s in "
+                  f"{gc_time.collections} collections = {gc_time.share:.1%} of the runs' wall time")
         # per window of each decoded source (left/right items share their source's windows)
         sw = sum(SamplingPlan().layout(open_video(p).info.n_frames).n_windows for p in paths)
         print(f"encoder work per source window ({sw} windows), grid-once vs window-by-window: "
@@ -224,31 +252,31 @@ def main() -> None:
         frames = dict(source.frames(layout.needed_frames(), size=size))
         batches = BatchSizes()
         grid_once_seconds(tiny, frames, layout, batches)  # warm-up
-        t_grid, t_naive = float("inf"), float("inf")
-        for _ in range(3):  # alternating, best of 3: the machine may be shared
-            t_grid = min(t_grid, grid_once_seconds(tiny, frames, layout, batches))
-            t_naive = min(t_naive, window_by_window_seconds(tiny, frames, layout, batches))
+        encode = best_of({"grid": lambda: grid_once_seconds(tiny, frames, layout, batches),
+                          "naive": lambda: window_by_window_seconds(tiny, frames, layout, batches)},
+                         args.repeats if args.smoke else args.repeats + 1)
         print(f"CLIP image + captioner + CLIP text time, {layout.n_windows} windows of {paths[0].name}: "
-              f"grid-once {t_grid:.2f} s, window-by-window {t_naive:.2f} s, speed-up {t_naive / t_grid:.2f}x")
+              f"grid-once {encode['grid']}, window-by-window {encode['naive']}, "
+              f"speed-up {encode['naive'].wall / encode['grid'].wall:.2f}x")
 
         size_mib = disk_size(work / "tiny") / 2**20
         print(f"written (tiny dims): {size_mib:.2f} MiB on disk; {size_mib / s.seconds:.3f} MB/s over the run; "
               f"{writer.seconds:.2f} s in append_video ({1000 * writer.seconds / max(1, s.succeeded):.0f} ms per video)")
-        writer_comparison(work, args.writer_videos)
+        writer_comparison(work, writer_videos, writer_dim)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def writer_comparison(work: Path, videos: int) -> None:
-    """The writer alone at paper dims, video by video against buffered: bytes written, bytes kept, time."""
+def writer_comparison(work: Path, videos: int, dim: int = 768) -> None:
+    """The writer alone (paper dims by default), video by video against buffered: bytes written, bytes kept, time."""
     best = {}
     for _ in range(2):  # interleaved, best of 2: the machine may be shared
         for label, buffer_bytes in (("video by video", 0), ("buffered", None)):
-            result = writer_alone(work, videos=videos, buffer_bytes=buffer_bytes)
+            result = writer_alone(work, videos=videos, dim=dim, buffer_bytes=buffer_bytes)
             if label not in best or result[2] < best[label][2]:
                 best[label] = result
     for label, (kept, written, seconds, per_video) in best.items():
-        print(f"writer alone, paper dims (768-d f16, {videos} videos of 1000 frames), {label}: {written:.1f} MiB "
+        print(f"writer alone ({dim}-d f16, {videos} videos of 1000 frames), {label}: {written:.1f} MiB "
               f"written for {kept:.1f} MiB kept ({written / kept:.2f}x), {seconds:.2f} s = "
               f"{kept / seconds:.1f} MB/s kept, {1000 * per_video:.0f} ms per video")
     (_, w0, t0, _), (_, w1, t1, _) = best["video by video"], best["buffered"]

@@ -9,10 +9,13 @@ one epoch over the same windows of the same synthetic cache, in the same process
   per __getitem__ (its image rows, caption rows, clip and targets) and normalises it, behind
   a torch DataLoader that shuffles and collates.
 
-It also times each loader alone (no model), which shows the loading cost itself.
+It also times each loader alone (no model), which shows the loading cost itself. The two are
+timed alternately, best of --repeats, with CPU seconds next to wall seconds (benchmarks/timing.py;
+with --workers > 0 the baseline's worker processes are not in its CPU seconds).
 
     .venv/bin/python benchmarks/bench_loader.py            # ~4k windows at 768 dims
     .venv/bin/python benchmarks/bench_loader.py --videos 20 --frames 300 --dim 64   # quick
+    .venv/bin/python benchmarks/bench_loader.py --smoke    # seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from fgvu.fusion.config import ModelConfig
 from fgvu.fusion.data import FeatureData, Normalization
 from fgvu.fusion.losses import va_loss
 from fgvu.fusion.model import FusionModel
+from fgvu.fusion.optim import AdamW
 from fgvu.synth.features import write_feature_cache
+from fgvu.threads import stage2_threads
+from timing import Timing, add_smoke_flag, best_of
 
 
 def write_h5(path: Path, view, targets: torch.Tensor, mask: torch.Tensor) -> None:
@@ -111,12 +117,12 @@ def h5_batches(dataset: H5Windows, batch_size: int, workers: int, seed: int):
     yield from loader
 
 
-def timed_epoch(batches, device: torch.device, step=None) -> tuple[float, int]:
-    """(seconds, windows) of one pass; `step` trains on each batch (None: loading only).
+def run_epoch(batches, device: torch.device, step=None) -> int:
+    """Windows of one pass; `step` trains on each batch (None: loading only).
 
     Batches are moved to `device` (a no-op for fgvu's, which are gathered there).
     """
-    start, n = time.perf_counter(), 0
+    n = 0
     for inputs, y, m in batches:
         inputs = {k: x.to(device, non_blocking=True) for k, x in inputs.items()}
         y, m = y.to(device), m.to(device)
@@ -125,7 +131,7 @@ def timed_epoch(batches, device: torch.device, step=None) -> tuple[float, int]:
         n += len(y)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start, n
+    return n
 
 
 def main() -> None:
@@ -136,9 +142,14 @@ def main() -> None:
     ap.add_argument("--d-model", type=int, default=ModelConfig().d_model, help="model width (default: ModelConfig's)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the baseline")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    ap.add_argument("--threads", type=int, default=stage2_threads(None),
+                    help="torch intra-op threads (default: fgvu fit's)")
     ap.add_argument("--device", default="cpu", help="where the model trains (cpu, cuda); fgvu gathers there too")
+    ap.add_argument("--repeats", type=int, default=3, help="timed epochs of each loader, alternating; the best counts")
+    add_smoke_flag(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.videos, args.frames, args.dim, args.d_model, args.repeats = 4, 200, 16, 16, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -158,7 +169,7 @@ def main() -> None:
 
         torch.manual_seed(0)
         model = FusionModel(ModelConfig(d_model=args.d_model), data.dims, 2, "va").to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        optimizer = AdamW(model.parameters(), lr=1e-4)
         model.train()
 
         def step(inputs, y, m):
@@ -167,18 +178,29 @@ def main() -> None:
         warm = next(iter(fgvu_batches(data, norm, targets, mask, args.batch_size, 1)))
         step(*warm)  # first-call allocations out of the timings
 
-        rows = []
-        for label, make in (
-            ("fgvu (in-memory, gathered)", lambda: fgvu_batches(data, norm, targets, mask, args.batch_size, 0)),
-            ("h5py Dataset + DataLoader", lambda: h5_batches(dataset, args.batch_size, args.workers, 0)),
-        ):
-            load_s, n = timed_epoch(make(), device)
-            train_s, _ = timed_epoch(make(), device, step)
-            rows.append((label, n / train_s, n / load_s))
-        print(f"{'loader':<30}{'train windows/s':>18}{'load-only windows/s':>22}")
-        for label, train_rate, load_rate in rows:
-            print(f"{label:<30}{train_rate:>18.1f}{load_rate:>22.1f}")
-        print(f"ratio fgvu / h5py: training {rows[0][1] / rows[1][1]:.1f}x, loading alone {rows[0][2] / rows[1][2]:.1f}x")
+        loaders = {
+            "fgvu (in-memory, gathered)": lambda: fgvu_batches(data, norm, targets, mask, args.batch_size, 0),
+            "h5py Dataset + DataLoader": lambda: h5_batches(dataset, args.batch_size, args.workers, 0),
+        }
+        n = view.n_windows
+        load = best_of({k: (lambda make=make: run_epoch(make(), device)) for k, make in loaders.items()},
+                       args.repeats)
+        train = best_of({k: (lambda make=make: run_epoch(make(), device, step)) for k, make in loaders.items()},
+                        args.repeats)
+        print(f"{'loader':<30}{'train windows/s':>17}{'(wall s, CPU-s)':>19}{'load-only windows/s':>22}"
+              f"{'(wall s, CPU-s)':>19}")
+        for label in loaders:
+            print(f"{label:<30}{n / train[label].wall:>17.1f}{_pair(train[label]):>19}"
+                  f"{n / load[label].wall:>22.1f}{_pair(load[label]):>19}")
+        t_ours, t_base = (train[k] for k in loaders)
+        l_ours, l_base = (load[k] for k in loaders)
+        print(f"ratio fgvu / h5py (best of {args.repeats}, interleaved): training {t_base.wall / t_ours.wall:.1f}x "
+              f"wall ({t_base.cpu / t_ours.cpu:.1f}x CPU), loading alone {l_base.wall / l_ours.wall:.1f}x wall "
+              f"({l_base.cpu / max(l_ours.cpu, 1e-9):.1f}x CPU)")
+
+
+def _pair(t: Timing) -> str:
+    return f"({t.wall:.2f}, {t.cpu:.2f})"
 
 
 if __name__ == "__main__":

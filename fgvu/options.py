@@ -243,6 +243,15 @@ def _parameter(field: Declared) -> inspect.Parameter:
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[display])
 
 
+def field_option(cls: type, name: str) -> Any:
+    """The generated typer option of one field of `cls`, for a command that takes that option
+    without the rest of the dataclass (`--threads` of evaluate, predict and ablations)."""
+    field = next((f for f in declared(cls) if f.name == name), None)
+    if field is None or not field.spec.option:
+        raise TypeError(f"{cls.__name__} has no option field {name!r}")
+    return _parameter(field).default
+
+
 def config_options(*classes: type) -> Callable:
     """Decorator: give a command one typer option per field of the dataclasses `classes`.
 

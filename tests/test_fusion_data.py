@@ -178,3 +178,21 @@ def test_validation_split_must_exist_and_differ_from_train(view):
         view.videos, split=np.where(view.videos.split == "val", "test", view.videos.split)))
     t, v = train_val_videos(no_val, val_fraction=0.34)
     assert set(no_val.videos.split[np.r_[t, v]]) == {"train"} and not set(t.tolist()) & set(v.tolist())
+
+
+@pytest.mark.parametrize("shape", [(900, 7), (300, 4, 7)])
+def test_normalisation_moments_in_float32_chunks_match_float64(monkeypatch, shape):
+    import fgvu.fusion.data as data_mod
+
+    rng = np.random.default_rng(0)
+    # a large mean against a small spread, per dimension, as raw encoder features can have
+    table = (rng.normal(size=shape) * rng.uniform(0.05, 2.0, shape[-1]) + rng.uniform(-60, 60, shape[-1]))
+    table = table.astype(np.float16)
+    rows = np.sort(rng.choice(shape[0], size=shape[0] * 2 // 3, replace=False))
+    reference = table[rows].reshape(-1, shape[-1]).astype(np.float64)
+    monkeypatch.setattr(data_mod, "SCAN_VALUES", 97)  # many chunks, with an uneven last one
+    mean, std = data_mod._moments(table, rows)
+    np.testing.assert_allclose(mean, reference.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(std, reference.std(0), rtol=1e-5)
+    empty_mean, empty_std = data_mod._moments(table, rows[:0])
+    assert (empty_mean == 0).all() and (empty_std == 0).all()

@@ -33,7 +33,8 @@ NOT_OPTIONS = {"recon"}
 NON_FIELD_OPTIONS = {
     "fit": {"cache", "dataset", "task", "out", "force", "allow_partial", "quiet", "old_progress"},
     "extract": {"old_progress"},
-    "predict": {"run", "video_files", "split", "out", "cache", "sample", "allow_unfinished", "allow_partial"},
+    "predict": {"run", "video_files", "split", "out", "cache", "sample", "allow_unfinished", "allow_partial",
+                "threads"},
     "stream": {"run"},
 }
 # every option name users may have in scripts (from before the options were generated)

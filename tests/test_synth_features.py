@@ -142,3 +142,21 @@ def test_audio_carries_its_own_share_and_shuffled_audio_none(tmp_path):
     alone, fused, without = _ridge_ccc(sound, "a"), _ridge_ccc(sound, "ivta"), _ridge_ccc(sound, "ivt")
     assert alone > 0.2 and fused > without + 0.1, (alone, fused, without)
     assert _ridge_ccc(shuffled, "a") < 0.1
+
+
+def test_cli_dims_and_sampling_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from fgvu.cli import app
+    from fgvu.synth.features import parse_dims
+
+    assert parse_dims("768") == 768 and parse_dims("video=768, image=512") == {"video": 768, "image": 512}
+    with pytest.raises(CacheError, match="--dims 'wide'"):
+        parse_dims("wide")
+    out = CliRunner().invoke(app, ["synth", "features", str(tmp_path / "c"), "--videos", "3", "--frames", "150",
+                                   "--dims", "video=24,image=12", "--video-frames", "8,16", "--caption-every", "8"])
+    assert out.exit_code == 0, out.output
+    view = open_cache(tmp_path / "c")
+    assert view.spec.dims == {"video": 24, "image": 12} and view.text is None
+    assert view.video[8].shape[1:] == (8, 24) and view.image.shape[1] == 12
+    assert view.spec.sampling == SamplingPlan(caption_every=8, video_frames=(8, 16))

@@ -1,11 +1,13 @@
 """Run an ablation grid: every (configuration, seed) is a normal `fit` run in OUT/runs/<config>-s<seed>/.
 
-Runs go to `jobs` worker processes (one torch thread each, so workers do not oversubscribe
-the cores). The grid resumes: a run whose metrics.json exists, made with the same
-configuration on the same cache (same path and same content fingerprint), is not repeated.
-A run that fails is recorded with its error (and error.txt in its folder) and the rest of
-the grid goes on; the next invocation retries it. Workers end with the process that started
-them, even when it is killed with kill -9, so nothing keeps writing into the run folders.
+Runs go to `jobs` worker processes (one torch thread each unless `--threads`, so workers do
+not oversubscribe the cores), which map one shared read-only copy of the cache's arrays
+(`fgvu.cache.shared`) instead of loading one each. The grid resumes: a run whose
+metrics.json exists, made with the same configuration on the same cache (same path and same
+content fingerprint), is not repeated. A run that fails is recorded with its error (and
+error.txt in its folder) and the rest of the grid goes on; the next invocation retries it.
+Workers end with the process that started them, even when it is killed with kill -9, so
+nothing keeps writing into the run folders.
 
 With engine "ray" the runs are Ray tasks (one CPU and one torch thread each) on the cluster at
 $RAY_ADDRESS, or on one started here: the same run folders, resume and statistics, on every
@@ -157,13 +159,19 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="fgvu-parent-watch", daemon=True).start()
 
 
-def _execute(cache: str, cfg: FitConfig, run_dir: str) -> dict:
-    """Run one fit; never raises, so one bad configuration cannot stop the grid."""
+def _execute(cache: str, cfg: FitConfig, run_dir: str, shared: str | None = None) -> dict:
+    """Run one fit (on the shared arrays in folder `shared`, if given); never raises, so one bad
+    configuration cannot stop the grid."""
     start = time.perf_counter()
     try:
         from fgvu.fusion.train import fit
 
-        metrics = fit(cache, cfg, run_dir, progress=False)
+        if shared is None:
+            metrics = fit(cache, cfg, run_dir, progress=False)
+        else:
+            from fgvu.cache.shared import open_shared
+
+            metrics = fit(cache, cfg, run_dir, progress=False, view=open_shared(shared))
         return {"metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, not raised
         message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -182,9 +190,10 @@ def run_grid(plan: GridPlan, out: str | Path, jobs: int | None = None, progress:
              log=print, engine: str = "local") -> list[RunResult]:
     """Run every run of `plan` under OUT/runs/, `jobs` at a time; return one result per run, in plan order.
 
-    Locally, with jobs=1 the runs execute in this process (torch keeps its threads); with more,
-    in fresh worker processes with one thread each. A worker that dies takes only the runs it
-    held with it; the rest continue in a new pool. With engine "ray" they are Ray tasks.
+    Locally, with jobs=1 the runs execute in this process; with more, in fresh worker processes
+    that share one read-only copy of the arrays. Each run uses its configuration's torch threads
+    (one by default). A worker that dies takes only the runs it held with it; the rest continue
+    in a new pool. With engine "ray" they are Ray tasks.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
@@ -245,6 +254,11 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from fgvu.cache.shared import share_cache
+
+    # every array any of the runs reads, written once and mapped by all workers
+    modalities = {m for run in todo for m in run.fit.model.modalities}
+    shared = share_cache(cache, modalities, {run.fit.video_frames for run in todo}, fallback=runs_root.parent)
     # spawn: workers start clean (no forked torch/OpenMP state); one thread each via the env and the initializer
     context = multiprocessing.get_context("spawn")
     saved = os.environ.get("OMP_NUM_THREADS")
@@ -259,7 +273,8 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
                 while (queue or in_flight) and not broken:
                     while queue and len(in_flight) < jobs:
                         run = queue.pop()
-                        in_flight[pool.submit(_execute, str(cache), run.fit, str(runs_root / run.name))] = run
+                        in_flight[pool.submit(_execute, str(cache), run.fit, str(runs_root / run.name),
+                                              str(shared.folder))] = run
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in finished:
                         run = in_flight.pop(future)
@@ -272,6 +287,7 @@ def _run_in_pool(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int, r
                     for run in in_flight.values():
                         record(run, {"error": "a worker process died while this run was in flight", "seconds": 0.0})
     finally:
+        shared.remove()
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:

@@ -9,6 +9,7 @@
 - `integrity`: the checks every reader makes (stamps, partition, shards, checksums, duplicates);
 - `reader`: `open_cache` and the `CacheView`, captions, committed videos, the fingerprint;
 - `extend`: `CacheExtension`, a modality added to the committed videos of a cache;
+- `shared`: one read-only copy of the arrays for several processes (`share_cache`, `open_shared`);
 - `verify`: `verify_cache`; `repair`: `drop_duplicates`;
 - `tools`: `cache_info`; `export`: the HDF5 export;
 - `storage`: every file operation, and OS errors as one line (`StorageError`).

@@ -8,6 +8,8 @@ from typing import Literal
 import typer
 
 from fgvu.commands.common import checked_option, option, quiet_option
+from fgvu.fusion.config import FitConfig
+from fgvu.options import field_option
 
 
 def ablations_cmd(
@@ -22,7 +24,8 @@ def ablations_cmd(
                                shown="the full grid of DESIGN.md"),
     seeds: int | None = checked_option(None, help="Seeds per configuration (0..N-1).", ge=1,
                                        shown="the grid file's `seeds`, else 5"),
-    jobs: int | None = checked_option(None, help="Parallel worker processes (one thread each); with --engine ray, "
+    jobs: int | None = checked_option(None, help="Parallel worker processes (each with --threads torch threads); "
+                                      "with --engine ray, "
                                       "Ray tasks in flight.", ge=1, shown="every available core (of the cluster, with Ray)"),
     engine: Literal["local", "ray"] = option("local", help="local (worker processes on this machine) or ray (each run a Ray task on "
                          "the cluster at $RAY_ADDRESS, else one started here; the cache and --out must be on "
@@ -31,6 +34,7 @@ def ablations_cmd(
                                         shown="each configuration's own"),
     device: str | None = option(None, help="Training device of every run (auto, cpu, cuda, ...).",
                                 shown="fgvu.toml's fit device, else auto"),
+    threads: int | None = field_option(FitConfig, "threads"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the configurations and skipped ones; run nothing."),
     quiet: bool = quiet_option(),
 ) -> None:
@@ -48,7 +52,7 @@ def ablations_cmd(
     if task is not None and task != spec.task:
         raise CacheError(f"cache {cache} holds task {spec.task!r}, not {task!r}")
     grid_def = load_grid(grid) if grid is not None else default_grid()
-    base = build_fit_config({"device": device})  # fgvu.toml's [model]/[fit], then --device
+    base = build_fit_config({"device": device, "threads": threads})  # fgvu.toml's [model]/[fit], then options
     out = out if out is not None else Path(paths().runs) / f"ablations-{spec.dataset}"
     _, results, files = run_ablations(cache, out, grid_def, seeds or grid_def.seeds or 5, jobs, base, epochs,
                                       progress=not quiet, log=typer.echo, dry_run=dry_run, engine=engine)

@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from fgvu.commands.common import console_logging, option
+from fgvu.fusion.config import FitConfig
 from fgvu.inference.config import PredictConfig
-from fgvu.options import OptionError, config_options
+from fgvu.options import OptionError, config_options, field_option
 
 UNFINISHED_HELP = ("Use a run without metrics.json (interrupted, or still training) with its best checkpoint so "
                    "far; without it such a run is refused.")
@@ -25,6 +26,7 @@ def evaluate_cmd(
                         "split use the run's own videos; any other is the cache's split."),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
+    threads: Optional[int] = field_option(FitConfig, "threads"),
 ) -> None:
     """Frame-level metrics of a run's best checkpoint, overall and per video, with 95% bootstrap
     intervals over base videos; writes RUN/eval.json (val) or RUN/eval-<split>.json."""
@@ -32,7 +34,7 @@ def evaluate_cmd(
 
     with console_logging():
         result = evaluate(run, cache=cache, split=split, allow_unfinished=allow_unfinished,
-                          allow_partial=allow_partial)
+                          allow_partial=allow_partial, threads=threads)
     typer.echo(format_table(result))
     typer.echo(f"wrote {result['file']}")
 
@@ -55,6 +57,7 @@ def predict_cmd(
                                     shown="one file per video"),
     allow_unfinished: bool = typer.Option(False, "--allow-unfinished", help=UNFINISHED_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help=PARTIAL_HELP),
+    threads: Optional[int] = field_option(FitConfig, "threads"),
     **options,
 ) -> None:
     """Frame-level predictions: of a cache's split in the benchmark's submission format (Aff-Wild2 or
@@ -77,7 +80,8 @@ def predict_cmd(
                           "(VIDEO... or --videos DIR)")
 
     out = out if out is not None else run / f"predictions-{split}"
-    flags = dict(split=split, cache=cache, allow_unfinished=allow_unfinished, allow_partial=allow_partial)
+    flags = dict(split=split, cache=cache, allow_unfinished=allow_unfinished, allow_partial=allow_partial,
+                 threads=threads)
     if sample is not None:
         written = predict_from_sample(run, out, sample, **flags)
         typer.echo(f"wrote {written.summary()} to {out}")

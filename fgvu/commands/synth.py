@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 
-from fgvu.commands.common import checked_option
+from fgvu.commands.common import checked_option, option
 from fgvu.tasks import TASKS
 
 LAYOUTS = ("aff-wild2", "dvd")
@@ -51,12 +51,26 @@ def synth_features(
     seed: int = checked_option(0, help="Random seed.", ge=0),
     audio: bool = typer.Option(False, "--audio", help="Add an audio stream (masked in some videos) that carries "
                                "its own part of the target."),
+    dims: Optional[str] = option(None, help="Feature width of every modality (768: the paper's CLIP ViT-L/14 and "
+                                 "VideoPrism-B size) or per modality, e.g. video=768,image=768,text=512 (the "
+                                 "modalities named are the only ones written).", shown="video=48,image=48,text=32"),
+    video_frames: str = option("16", help="Clip lengths of the video features, comma-separated, e.g. 8,16,32."),
+    caption_every: int = checked_option(16, help="Caption-grid spacing in frames (8 gives 8 captions per window).",
+                                        ge=1),
 ) -> None:
     """Write a feature cache directly (no videos, no encoders): each modality carries a different
     part of the target, so fusion can beat every single modality."""
-    from fgvu.synth.features import write_feature_cache
+    from fgvu.options import int_list
+    from fgvu.sampling import SamplingPlan
+    from fgvu.synth.features import parse_dims, write_feature_cache
 
-    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed, audio=audio)
+    try:
+        frames_per_clip = int_list(video_frames)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--video-frames") from None
+    plan = SamplingPlan(caption_every=caption_every, video_frames=frames_per_clip)
+    path = write_feature_cache(out, task=task, videos=videos, frames=frames, seed=seed, audio=audio,
+                               dims=parse_dims(dims) if dims is not None else None, plan=plan)
     typer.echo(f"wrote a synthetic {task} feature cache with {videos} videos to {path}")
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 from fgvu.errors import FgvuError
 from fgvu.extract.datasets import ADAPTERS
 from fgvu.extract.encoders import CAPTION_BATCH
-from fgvu.extract.encoders.registry import ENCODER_SETS
+from fgvu.extract.encoders.registry import ENCODER_SETS, THREADS
 from fgvu.options import QUIET_HELP, int_list, opt
 from fgvu.sampling import SamplingPlan
 from fgvu.settings import paths
@@ -106,6 +106,8 @@ class ExtractConfig:
     audio_batch: int = opt(8, "Audio chunks (20 s of sound each for the real speech models) per audio-encoder "
                            "call.", ge=1)
     prefetch: int = opt(64, "Decoded frames buffered ahead of the encoders.", ge=1)
+    threads: int | None = opt(None, "Torch math threads of the encoders.", ge=1,
+                              shown="1 for the tiny set, torch's default (every core) for paper")
     progress: bool = opt(True, QUIET_HELP, flag="--quiet", inverted=True)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,8 @@ class ExtractConfig:
         for name in ("max_retries", "encoder_gpus", "caption_gpus"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ExtractConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ExtractConfigError(f"--threads must be at least 1, got {self.threads}")
         self.sampling  # validates the plan early, with the sampling module's message
 
     @property
@@ -174,6 +178,10 @@ class ExtractConfig:
         reuse = self.reuse_captions_path
         return replace(self, root=str(self.root_path.resolve()), out=str(self.out_path.resolve()), labels=labels,
                        reuse_captions=str(reuse.resolve()) if reuse is not None else None)
+    @property
+    def torch_threads(self) -> int | None:
+        """--threads, else the encoder set's choice (`THREADS`); None keeps torch's default."""
+        return self.threads if self.threads is not None else THREADS.get(self.encoders)
 
     def parts_to_run(self) -> list[int]:
         """The part numbers this configuration runs."""

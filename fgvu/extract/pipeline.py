@@ -19,6 +19,7 @@ soundtrack is masked and counted, never a failure. `--engine ray` hands the same
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from fgvu.extract.sources import PreparedSource, SourcePreparer, failure_reason,
 from fgvu.extract.summary import ExtractSummary
 from fgvu.extract.video_source import crop_half
 from fgvu.sampling import SamplingPlan
+from fgvu.threads import torch_threads
 
 if TYPE_CHECKING:
     from fgvu.extract.datasets import DatasetAdapter
@@ -361,6 +363,24 @@ def _run_local(cfg: ExtractConfig, encoders: EncoderSet | None, adapter) -> Extr
         raise ExtractConfigError("no captioner given and --reuse-captions not set")
     spec = make_spec(cfg, adapter.task, encoders, prompt, reused)
     summary = ExtractSummary(out=cfg.out_path)
-    for part in cfg.parts_to_run():
-        summary.merge(PartRun(cfg, spec, adapter, encoders, prompt, reused, part).run(items))
+    with torch_threads(cfg.torch_threads), frozen_gc():
+        for part in cfg.parts_to_run():
+            summary.merge(PartRun(cfg, spec, adapter, encoders, prompt, reused, part).run(items))
     return summary
+
+
+@contextlib.contextmanager
+def frozen_gc():
+    """Keep the objects alive now (the encoders' modules, parameters, JAX and tokenizer state) out
+    of the cyclic garbage collector's scans during the block: with the tiny encoders built, every
+    full collection re-scanned 560 k objects for 0.32 CPU-s, and none once they are frozen (issue
+    15 profiled 9.6 % of an extraction in the collector). Objects made in the block are collected
+    as usual."""
+    if gc.get_freeze_count():  # the embedding program manages freezing itself
+        yield
+        return
+    gc.freeze()  # no collection first: it costs more than the little garbage it would spare
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -10,6 +10,7 @@ registry (`fgvu.modalities`), so a new one needs no edit here.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from fgvu.fusion.splits import DataError
 from fgvu.modalities import MODALITIES, Modality, ModalityError, canonical
 from fgvu.sampling import step_frames
 
-CHUNK_ROWS = 4096  # rows per pass when scanning large tables (bounded temporary memory)
+SCAN_VALUES = 1 << 22  # values per pass when scanning large tables (16 MiB as float32): bounded temporaries
 
 
 def length_options(cfg) -> dict[str, int]:
@@ -63,23 +64,42 @@ class Normalization:
         return cls({m: tensors[f"norm.{m}.mean"] for m in letters}, {m: tensors[f"norm.{m}.std"] for m in letters})
 
 
+def _scan_rows(table: np.ndarray) -> int:
+    """Rows per pass of a scan over `table`: about SCAN_VALUES values."""
+    return max(1, SCAN_VALUES // max(1, int(np.prod(table.shape[1:]))))
+
+
 def _moments(table: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over `rows` of `table` (any trailing shape, last axis = feature), in float64."""
+    """Mean and std over `rows` of `table` (any trailing shape, last axis = feature).
+
+    Chunks of about SCAN_VALUES values are cast to float32 and centred on their own mean;
+    sums accumulate in float64 and chunks merge with Chan et al.'s pairwise update. So the
+    temporaries stay at a few MiB (not float64 copies of 4096 clips), and the result matches a
+    float64 computation to float32 precision even where the mean is large against the spread.
+    """
     dim = table.shape[-1]
-    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
-    for lo in range(0, len(rows), CHUNK_ROWS):
-        x = table[rows[lo : lo + CHUNK_ROWS]].reshape(-1, dim).astype(np.float64)
-        total += x.sum(axis=0)
-        total_sq += (x * x).sum(axis=0)
-        count += len(x)
-    mean = total / max(count, 1)
-    var = np.maximum(total_sq / max(count, 1) - mean * mean, 0.0)
-    return mean, np.sqrt(var)
+    step = _scan_rows(table)
+    count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
+    for lo in range(0, len(rows), step):
+        x = table[rows[lo : lo + step]].reshape(-1, dim).astype(np.float32)
+        n = len(x)
+        if n == 0:
+            continue
+        chunk_mean = x.sum(axis=0, dtype=np.float64) / n  # buffered float64 accumulation, no float64 copy
+        x -= chunk_mean.astype(np.float32)
+        np.square(x, out=x)
+        chunk_m2 = x.sum(axis=0, dtype=np.float64)
+        delta, total = chunk_mean - mean, count + n
+        mean += delta * (n / total)
+        m2 += chunk_m2 + delta * delta * (count * n / total)
+        count = total
+    return mean, np.sqrt(m2 / max(count, 1))
 
 
 def _first_nonfinite_row(table: np.ndarray) -> int | None:
-    for lo in range(0, len(table), CHUNK_ROWS):
-        block = table[lo : lo + CHUNK_ROWS]
+    step = _scan_rows(table)
+    for lo in range(0, len(table), step):
+        block = table[lo : lo + step]
         bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
         if bad.any():
             return lo + int(np.argmax(bad))
@@ -130,7 +150,7 @@ class FeatureData:
         self.lengths = {m: int(index_np[m].shape[1]) if m in index_np else int(tables_np[m].shape[1])
                         for m in self.modalities}
         self._tables_np, self._index_np, self._masks_np = tables_np, index_np, masks_np
-        self.tables = {m: torch.from_numpy(np.ascontiguousarray(t)).to(self.device) for m, t in tables_np.items()}
+        self.tables = {m: _tensor_view(t).to(self.device) for m, t in tables_np.items()}
         self.index = {m: torch.from_numpy(np.ascontiguousarray(i, dtype=np.int64)).to(self.device)
                       for m, i in index_np.items()}
         self.row_masks = {m: torch.from_numpy(np.ascontiguousarray(x, dtype=bool)).to(self.device)
@@ -228,6 +248,17 @@ class FeatureData:
         mask = view.target_mask[rows] & inside[..., None]
         targets = np.where(mask, targets, 0.0).astype(np.float32)
         return torch.from_numpy(targets).to(self.device), torch.from_numpy(mask).to(self.device)
+
+
+def _tensor_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor on the array's own memory, no copy. A read-only array (the ablation workers' shared
+    memory map, `fgvu.cache.shared`) gives a tensor that is only ever gathered from, never written."""
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _check_modalities(view: CacheView, modalities: tuple[str, ...]) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from fgvu.fusion.run_folder import (
 from fgvu.fusion.splits import DataError, rows_of_names, videos_in_split
 from fgvu.sampling import step_frames
 from fgvu.tasks import get_task
+from fgvu.threads import stage2_threads, torch_threads
 
 EVAL_BATCH = 256
 
@@ -216,7 +217,7 @@ def _selection_of(run: Path, loaded: Loaded, split: str) -> str | None:
 
 
 def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val",
-             allow_unfinished: bool = False, allow_partial: bool = False) -> dict:
+             allow_unfinished: bool = False, allow_partial: bool = False, threads: int | None = None) -> dict:
     """Evaluate a run's best checkpoint on a split at frame level; write its eval file.
 
     A run without metrics.json (interrupted, or still training) is refused unless `allow_unfinished`,
@@ -226,11 +227,17 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
     <metric>_ci: [lo, hi]}, "bootstrap", "warnings", "selection", "per_video": {name: {"n_frames",
     "n_valid", ...}}}; n_valid counts the frames whose targets are all valid. On the run's own cache
     val goes to RUN/eval.json and any other split to RUN/eval-<split>.json; another cache's
-    scores go to RUN/eval-<cache>-<fingerprint>-<split>.json.
+    scores go to RUN/eval-<cache>-<fingerprint>-<split>.json. Torch runs with `threads` math
+    threads (one by default); the result records them.
     """
+    with torch_threads(stage2_threads(threads)) as used:
+        return _evaluate(Path(run), cache, split, used, allow_unfinished, allow_partial)
+
+
+def _evaluate(run: Path, cache: str | Path | None, split: str, threads: int, allow_unfinished: bool,
+              allow_partial: bool) -> dict:
     from fgvu.atomic_io import write_json
 
-    run = Path(run)
     loaded = _load(run, cache, allow_unfinished, allow_partial)
     ckpt, data = loaded.ckpt, loaded.data
     task = get_task(ckpt.task)
@@ -244,7 +251,7 @@ def evaluate(run: str | Path, cache: str | Path | None = None, split: str = "val
                            **(table_metrics(ckpt.task, table, sel) if table.mask[sel].any() else {})}
     where = f"split {split} of {data.view.path}"
     result = {
-        "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split,
+        "run": str(run), "cache": str(data.view.path), "task": ckpt.task, "split": split, "threads": threads,
         "n_videos": int(len(rows)), "n_frames": int(len(table.frame)), "n_valid": int(table.mask.all(axis=1).sum()),
         "metrics": bootstrap.with_intervals(task, table, overall, draws),
         "bootstrap": bootstrap.bootstrap_note(table, task, draws),
@@ -281,22 +288,26 @@ def frame_predictions(run: str | Path, split: str = "test", cache: str | Path | 
 
 
 def predict(run: str | Path, out: str | Path, split: str = "test", cache: str | Path | None = None,
-            allow_unfinished: bool = False, allow_partial: bool = False) -> list[Path]:
+            allow_unfinished: bool = False, allow_partial: bool = False, threads: int | None = None) -> list[Path]:
     """Write frame-level predictions of a split in the benchmark's submission format, one file
     per video (`Task.write_submission`: Aff-Wild2 `<video>.txt`, DVD `<video>.csv`, file names from
-    `fgvu.safe_names`). Unfinished runs and partial caches as in `evaluate`."""
-    task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
+    `fgvu.safe_names`). Unfinished runs and partial caches as in `evaluate`; `threads` torch math
+    threads (one by default)."""
+    with torch_threads(stage2_threads(threads)):
+        task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return [get_task(task).write_submission(out, name, pred) for name, pred in per_video.items()]
 
 
 def predict_from_sample(run: str | Path, out: str | Path, sample: str | Path, split: str = "test",
-                        cache: str | Path | None = None, allow_unfinished: bool = False, allow_partial: bool = False):
+                        cache: str | Path | None = None, allow_unfinished: bool = False, allow_partial: bool = False,
+                        threads: int | None = None):
     """The organisers' sample filled in (`Task.write_from_sample`): Aff-Wild2 OUT/predictions.txt
     in the sample file's order, DVD one CSV per template file with its frame numbering.
     Returns the `fgvu.submissions.WrittenSubmission` (rows, and the rows filled from the nearest frame)."""
-    task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
+    with torch_threads(stage2_threads(threads)):
+        task, per_video = frame_predictions(run, split, cache, allow_unfinished, allow_partial)
     return get_task(task).write_from_sample(Path(sample), Path(out), per_video)
 
 

@@ -32,6 +32,7 @@ from fgvu.fusion.evaluate import evaluate_windows
 from fgvu.fusion.protocol import run_result, same_videos
 from fgvu.fusion.splits import plan_splits
 from fgvu.tasks import Task, TaskError, get_task
+from fgvu.threads import stage2_threads, torch_threads
 
 
 class FitError(FgvuError):
@@ -138,25 +139,29 @@ class _Objective:
 
 
 def fit(cache: str | Path, cfg: FitConfig, out: str | Path, progress: bool = True, overwrite: bool = False,
-        allow_partial: bool = False) -> dict:
+        allow_partial: bool = False, view=None) -> dict:
     """Train the fusion head on `cache` with `cfg`; write the run folder `out`.
 
     A finished run in `out` made with another configuration or cache is an error unless
     `overwrite`; the same configuration and cache re-runs in place. The run folder is locked
     while the fit runs (`run_folder.locked`): a second fit into `out` is refused. A cache with
-    parts missing or unfinished is refused unless `allow_partial`.
+    parts missing or unfinished is refused unless `allow_partial`. Torch runs with `cfg.threads`
+    math threads (one by default; `fgvu.threads`), restored afterwards. `view` is the cache
+    already opened with (at least) the run's arrays, e.g. the ablation workers' shared copy
+    (`fgvu.cache.shared`); None reads them from `cache`.
     Returns the content of metrics.json (`fgvu.fusion.protocol`): {"task", "best_epoch",
     "selected_on", "reported_on", "select": {metrics}, "val": {metrics with intervals}, ...}.
     """
-    with run_folder.locked(out):
-        return _fit_locked(cache, cfg, Path(out), progress, overwrite, allow_partial)
+    with torch_threads(stage2_threads(cfg.threads)), run_folder.locked(out):
+        return _fit_locked(cache, cfg, Path(out), progress, overwrite, allow_partial, view)
 
 
 def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, overwrite: bool,
-                allow_partial: bool) -> dict:
+                allow_partial: bool, view) -> dict:
     import torch
 
     from fgvu.fusion.model import FusionModel
+    from fgvu.fusion.optim import AdamW
 
     unknown_aug = sorted(set(cfg.augment) - set(AUGMENTATIONS))
     if unknown_aug:
@@ -167,8 +172,9 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
     started = time.time()
     if not overwrite:
         run_folder.check_overwrite(out, cfg, cache)
-    view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
-                      allow_partial=allow_partial)
+    if view is None:
+        view = open_cache(cache, modalities=cfg.model.modalities, video_frames=(cfg.video_frames,),
+                          allow_partial=allow_partial)
     task = get_task(view.spec.task)
     _loss_kind(cfg, task)
     # the autoencoding decoder exists exactly when its loss is on (load_checkpoint does the same)
@@ -182,7 +188,7 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
     run_folder.clear_outputs(out)
     meta = {
         "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
-        "dataset": view.spec.dataset, "task": task.name, "device": device,
+        "dataset": view.spec.dataset, "task": task.name, "device": device, "threads": torch.get_num_threads(),
         "target_names": list(task.targets), "dims": data.dims, "n_outputs": task.n_outputs,
         "splits": plan.names(view), "selected_on": plan.selected_on, "reported_on": plan.reported_on,
         "encoders": view.spec.encoders,
@@ -201,7 +207,7 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
         weights = task.class_weights(targets[train_windows], mask[train_windows]) if cfg.class_weights else None
         objective = _Objective(task, cfg, weights)
         steps_per_epoch = math.ceil(len(train_windows) / cfg.batch_size)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = _lr_schedule(optimizer, cfg, steps_per_epoch)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)

@@ -64,8 +64,10 @@ class _Stream:
     def __init__(self, rng: np.random.Generator, dim: int):
         if dim < 4:
             raise CacheError(f"synthetic feature dims must be at least 4, got {dim}")
-        basis, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
-        self.signal = basis[:, :2].T * 2.0  # (2, dim): the two planted latents
+        # the two planted directions: orthonormal columns (a reduced QR of the two columns used,
+        # equal to the full QR's first two and 10^4 times faster at 768 dims)
+        basis, _ = np.linalg.qr(rng.normal(size=(dim, dim))[:, :2])
+        self.signal = basis.T * 2.0  # (2, dim): the two planted latents
         self.distract = rng.normal(size=(N_DISTRACTORS, dim)) * 1.5 / np.sqrt(N_DISTRACTORS)
         self.scale = np.exp(rng.normal(scale=0.5, size=dim))  # unequal per-dimension scales
         self.bias = rng.normal(scale=2.0, size=dim)
@@ -75,6 +77,22 @@ class _Stream:
                  rng: np.random.Generator, noise: float = 0.6) -> np.ndarray:
         clean = latents @ self.signal + distractors @ self.distract + video_offset
         return ((clean + rng.normal(scale=noise, size=clean.shape)) * self.scale + self.bias).astype(np.float32)
+
+
+def parse_dims(text: str) -> int | dict[str, int]:
+    """`--dims` text: "768" (every modality) or "video=768,image=768,text=512" (a subset drops the others)."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        dims = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            dims[name.strip()] = int(value)
+        return dims
+    except ValueError:
+        raise CacheError(f"--dims {text!r}: expected a number such as 768 or modality=number pairs such as "
+                         f"video=768,image=768,text=512 (modalities: {', '.join(DEFAULT_DIMS)})") from None
 
 
 def _resolve_dims(dims: int | dict[str, int] | None, audio: bool) -> dict[str, int]:
@@ -160,19 +178,19 @@ def write_feature_cache(
     train_rows = [i for i, s in enumerate(splits) if s == "train"]
     with_invalid = set(train_rows[:1] + val_rows[-1:])
     roles = ("image", "video", "text", "audio") if audio else ("image", "video", "text")
-    records = [
-        # one generator per video: its targets do not depend on the dims or the clip lengths
-        _video_record(names[i], splits[i], int(lengths[i]), task, plan, streams,
-                      np.random.default_rng([seed, 2, i]), invalid=i in with_invalid, roles=roles,
-                      sound=_soundtrack_kind(i, with_invalid))
-        for i in range(videos)
-    ]
+    # one generator per video: its targets do not depend on the dims or the clip lengths
+    records = (_video_record(names[i], splits[i], int(lengths[i]), task, plan, streams,
+                             np.random.default_rng([seed, 2, i]), invalid=i in with_invalid, roles=roles,
+                             sound=_soundtrack_kind(i, with_invalid))
+               for i in range(videos))
+    if shuffle_train_labels or shuffle_audio:  # these need every video at once
+        records = list(records)
     if shuffle_train_labels:
         _shuffle_targets([records[i] for i in train_rows], np.random.default_rng([seed, 1]))
     if shuffle_audio:
         _shuffle_audio(records, np.random.default_rng([seed, 3]))
     with PartWriter(out, spec, 0) as writer:
-        for rec in records:
+        for rec in records:  # otherwise one video in memory at a time
             writer.append_video(rec)
     return out
 

@@ -34,6 +34,11 @@ ENCODER_SETS: dict[str, dict[str, str]] = {
     "paper": dict(_PAPER),
     "paper+audio": {**_PAPER, "audio": DEFAULT_AUDIO_ENCODER},
 }
+# Torch math threads each set runs with when --threads is not given; a set not listed keeps
+# torch's default (every core), which large encoders on a CPU need. The tiny encoders' small
+# matrices run faster on one thread than on two (1.2x) with a third less CPU time (the rest is
+# OpenMP threads spinning): measured with benchmarks/bench_extract.py --threads 1,2.
+THREADS: dict[str, int] = {"tiny": 1}
 
 VIDEO_ENCODERS = {
     "videoprism-base": "videoprism-base[:/path/to/flax_base_f16r288_repeated.npz]",
