@@ -24,9 +24,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parents[1]
-from timing import add_smoke_flag  # noqa: E402
+from timing import add_smoke_flag
 
+HERE = Path(__file__).resolve().parents[1]
 CLI = "from fgvu.cli import main; main()"
 TINY_FIT = ["--epochs", "1", "--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--quiet", "--device", "cpu"]
 
