@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_stream.py
 	$(PY) benchmarks/bench_audio.py
 	$(PY) benchmarks/bench_stage2_scale.py
+	$(PY) benchmarks/bench_verify.py
+	$(PY) benchmarks/bench_damage.py
 
 clean:
 	rm -rf $(DEMO) results .pytest_cache

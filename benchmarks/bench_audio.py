@@ -10,6 +10,7 @@ Prints, on one synthetic soundtrack (48 kHz stereo AAC in an .mp4, `--minutes` l
 
     python benchmarks/bench_audio.py                         # audio-tiny on the CPU
     python benchmarks/bench_audio.py --encoder audio:wavlm-base-plus:/path/to/dir --device cuda --dtype bf16
+    python benchmarks/bench_audio.py --smoke                 # seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fgvu.extract.audio_features import AudioCounts, StepSpans, audio_rows, enco
 from fgvu.extract.audio_source import RATE, AudioTrack, read_audio  # noqa: E402
 from fgvu.extract.encoders import build_audio_encoder  # noqa: E402
 from fgvu.sampling import SamplingPlan  # noqa: E402
+from timing import add_smoke_flag  # noqa: E402
 
 FPS = 30
 
@@ -87,7 +89,10 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--batch", type=int, default=8, help="Chunks per encoder call.")
     parser.add_argument("--repeats", type=int, default=3)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # 12 s of sound, 6 s of it window by window (a few windows)
+        args.minutes, args.window_minutes, args.repeats = 0.2, 0.1, 1
 
     hours = args.minutes / 60
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,6 +9,7 @@ per case. A verify counts as detecting when it exits non-zero; a fit as refusing
 with a user error (one line, no traceback); a fit that stops with a traceback is counted apart.
 
     python benchmarks/bench_damage.py [--repo PATH ...] [--work DIR]
+    python benchmarks/bench_damage.py --smoke     # seconds: checks that it runs (3 damages, no foreign parts)
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from timing import add_smoke_flag
 
 HERE = Path(__file__).resolve().parents[1]
 CLI = "from fgvu.cli import main; main()"
@@ -82,6 +85,8 @@ def write_nan(cache: Path) -> None:
     arr[1, 0] = np.nan
 
 
+# --smoke: one damage of each mechanism (a missing shard, a flipped bit, a part without its commit)
+SMOKE_CASES = ("deleted shard of frames/image", "low bit flipped in frames/image", "deleted commit.json")
 DELETED = ["frames/image", "frames/text", "clips/video_f16", "targets/values", "targets/mask", "windows/start",
            "windows/valid", "windows/image_index", "frames/image_frame", "videos/n_frames"]
 
@@ -121,14 +126,20 @@ def extract(repo: Path, data: Path, out: Path, *extra: str) -> None:
              "--parts", "2", "--device", "cpu", "--quiet", *extra)
 
 
-def measure(repo: Path, data: Path, work: Path) -> list[tuple[str, dict]]:
+def measure(repo: Path, data: Path, work: Path, smoke: bool = False) -> list[tuple[str, dict]]:
+    """The sound cache's row, then one per damage (only SMOKE_CASES with `smoke`, which extracts no
+    foreign-part variants)."""
     base, variants = work / "base", {"prompt": work / "prompt", "stride": work / "stride"}
     extract(repo, data, base)
-    extract(repo, data, variants["prompt"], "--caption-prompt", "Another prompt.")
-    extract(repo, data, variants["stride"], "--stride", "32")
+    if not smoke:
+        extract(repo, data, variants["prompt"], "--caption-prompt", "Another prompt.")
+        extract(repo, data, variants["stride"], "--stride", "32")
     sound = python(repo, DRIVER, str(base), str(work / "run-sound"), *TINY_FIT)
     rows = [("(sound cache)", json.loads(sound.stdout.splitlines()[-1]))]
-    for name, damage in cases(variants).items():
+    if smoke and (rows[0][1]["verify"]["result"], rows[0][1]["fit"]["result"]) != ("ok", "ok"):
+        raise SystemExit(f"the sound cache does not verify and fit: {rows[0][1]}")
+    chosen = {name: damage for name, damage in cases(variants).items() if not smoke or name in SMOKE_CASES}
+    for name, damage in chosen.items():
         cache = work / "case"
         shutil.rmtree(cache, ignore_errors=True)
         shutil.copytree(base, cache)
@@ -164,17 +175,19 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, action="append", help="a checkout to measure (repeatable); "
                         "default: this one")
     parser.add_argument("--work", type=Path, help="working folder (kept); default: a temporary one, removed")
+    add_smoke_flag(parser)
     args = parser.parse_args()
     repos = args.repo or [HERE]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_damage_"))
     try:
         data = work / "data"
         if not data.exists():
-            run_fgvu(HERE, "synth", "videos", str(data), "--videos", "6", "--frames", "240")
+            videos, frames = ("4", "100") if args.smoke else ("6", "240")
+            run_fgvu(HERE, "synth", "videos", str(data), "--videos", videos, "--frames", frames)
         out = []
         for i, repo in enumerate(repos):
             print(f"{repo}:", flush=True)
-            rows = measure(repo.resolve(), data, work / f"repo{i}")
+            rows = measure(repo.resolve(), data, work / f"repo{i}", args.smoke)
             commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h %s"], capture_output=True,
                                     text=True).stdout.strip()
             out += table(f"{repo} ({commit})", rows) + [""]

@@ -21,6 +21,7 @@ with `--realtime` the videos play at their frame rate and frames drop when a pol
 
     python benchmarks/bench_stream.py [--videos 12] [--frames 240] [--every 4] [--epochs 15] [--device cpu]
     python benchmarks/bench_stream.py --captioner colour --caption-delay 1250 --realtime --every 2,4,8
+    python benchmarks/bench_stream.py --smoke     # seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -51,6 +53,7 @@ from fgvu.inference.config import StreamConfig  # noqa: E402
 from fgvu.inference.predictor import Predictor  # noqa: E402
 from fgvu.inference.stream import StreamRunner  # noqa: E402
 from fgvu.synth.videos import write_video_dataset  # noqa: E402
+from timing import add_smoke_flag  # noqa: E402
 
 COMPONENTS = ("decode", "video", "image", "captioner", "text", "fusion", "compute", "end_to_end")
 HUES = ("red", "orange", "yellow", "lime", "green", "mint", "cyan", "azure", "blue", "violet", "magenta", "rose")
@@ -115,9 +118,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=None, help="keep the data, cache and runs here")
+    add_smoke_flag(parser)
     args = parser.parse_args()
-
+    if args.smoke:  # two validation videos (synth's every fourth), every policy
+        args.videos, args.frames, args.epochs, args.every = 8, 80, 1, "2"
     work = args.work or Path(tempfile.mkdtemp(prefix="fgvu-bench-stream-"))
+    try:
+        measure(args, work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Extract, fit both runs, stream the validation videos with every policy, print the tables."""
     data = work / "data"
     if not (data / "VA_Estimation_Challenge").exists():
         write_video_dataset(data, layout="aff-wild2", videos=args.videos, frames=args.frames, seed=0)
@@ -203,7 +217,8 @@ def main() -> None:
     for c in COMPONENTS:
         if c in ms:
             print(f"  {c:<12}{stats(ms[c])}")
-    print(f"\nwork folder: {work}")
+    if args.work is not None:
+        print(f"\nwork folder: {work}")
 
 
 if __name__ == "__main__":

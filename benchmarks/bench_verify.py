@@ -13,6 +13,7 @@ Wall and CPU seconds are printed, per GB of cache on disk; the files are in the 
 after writing, so this is the CPU cost, not the disk's.
 
     python benchmarks/bench_verify.py [--videos 150] [--frames 1000] [--dim 768] [--repeats 2]
+    python benchmarks/bench_verify.py --smoke     # seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from fgvu.cache import CacheSpec, PartWriter, VideoRecord, open_cache
 from fgvu.cache.tools import disk_size
 from fgvu.cache.verify import verify_cache
 from fgvu.sampling import SamplingPlan
+from timing import add_smoke_flag, best_of
 
 
 def write_cache(out: Path, videos: int, n_frames: int, dim: int) -> None:
@@ -68,20 +69,16 @@ def zarr_read_all(cache: Path) -> None:
                 np.asarray(arr[:])
 
 
-def timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=150)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=2)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.videos, args.frames, args.dim, args.repeats = 4, 200, 16, 1
     work = Path(tempfile.mkdtemp(prefix="bench_verify_"))
     try:
         cache = work / "cache"
@@ -91,19 +88,16 @@ def main() -> None:
                 "verify --fast": lambda: verify_cache(cache, fast=True),
                 "open_cache (all arrays)": lambda: open_cache(cache),
                 "zarr read alone (baseline)": lambda: zarr_read_all(cache)}
-        best = {name: (float("inf"), float("inf")) for name in runs}
-        for _ in range(args.repeats):
-            for name, fn in runs.items():
-                wall, cpu = timed(fn)
-                best[name] = min(best[name], (wall, cpu))
+        best = best_of(runs, args.repeats)
         assert verify_cache(cache) == []
         print(f"cache: {args.videos} videos x {args.frames} frames, {args.dim}-d float16, {gb:.3f} GB on disk")
-        for name, (wall, cpu) in best.items():
-            print(f"{name:26s} {wall:7.2f} s wall ({wall / gb:6.2f} s/GB)  {cpu:7.2f} s CPU ({cpu / gb:6.2f} s/GB)")
-        full, fast = best["verify (checksums)"][0], best["verify --fast"][0]
-        base = best["zarr read alone (baseline)"][0]
+        for name, t in best.items():
+            print(f"{name:26s} {t.wall:7.2f} s wall ({t.wall / gb:6.2f} s/GB)  {t.cpu:7.2f} s CPU "
+                  f"({t.cpu / gb:6.2f} s/GB)")
+        full, fast = best["verify (checksums)"].wall, best["verify --fast"].wall
+        base = best["zarr read alone (baseline)"].wall
         print(f"verify with checksums: {full / fast:.1f}x --fast, {full / base:.2f}x a bare zarr read of every array; "
-              f"open_cache {best['open_cache (all arrays)'][0] / base:.2f}x the bare read")
+              f"open_cache {best['open_cache (all arrays)'].wall / base:.2f}x the bare read")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,12 +15,17 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
 # a line each smoke run must print: its headline figure
 EXPECTED = {
+    "bench_audio.py": "track once / window by window",
     "bench_captioner.py": "baseline: one image at a time",
+    "bench_damage.py": "verify detects",
     "bench_decode.py": "ratio fgvu / bare",
     "bench_encoders.py": "ratio ours / transformers",
     "bench_extract.py": "garbage collector",
     "bench_loader.py": "ratio fgvu / h5py",
+    "bench_scaleout.py": "local, --decode-workers 2",
     "bench_stage2_scale.py": "Aff-Wild2",
+    "bench_stream.py": "mean CCC",
+    "bench_verify.py": "verify with checksums",
 }
 
 
