@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fgvu.cache.location import cache_path
 from fgvu.cache.commit import CommittedPart, empty_commit, read_commit
 from fgvu.cache.integrity import (
     checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, status_lines,
@@ -46,7 +47,7 @@ def verify_cache(cache: str | Path, fast: bool = False) -> list[str]:
 
 def verify_report(cache: str | Path, fast: bool = False) -> VerifyReport:
     """Check a cache (see the module docstring); a corrupt cache.json is a CacheError."""
-    cache = Path(cache)
+    cache = cache_path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec)
     report = VerifyReport()
