@@ -50,6 +50,12 @@ def cache_path(where) -> "Path | StorePath":
     return Path(where)
 
 
+def absolute(where) -> str:
+    """A cache location as recorded in run folders: the absolute local path, or the URL as given."""
+    where = cache_path(where)
+    return str(where) if is_store(where) else str(where.resolve())
+
+
 def is_store(path) -> bool:
     """Whether a cache location is on an fsspec store (not a local path)."""
     return isinstance(path, StorePath)
