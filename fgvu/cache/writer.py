@@ -196,6 +196,7 @@ class PartWriter:
                   "failures": [f for f in self.commit["failures"] if f["video"] not in names],  # they worked now
                   "checksums": {**self.commit["checksums"],
                                 "lines": self.commit["checksums"]["lines"] + len(buf.lines)}}
+        self._still_owner()  # a writer that lost its lease must not touch the successor's objects
         # the new rows, the shards rewritten next to their old copies, a page per file written
         need = buf.nbytes + self._rewrite_bytes() + 2 * len(buf.arrays) * PAGE
         with os_errors(self.path, f"writing {len(names)} video(s) into {self.path.name}", need,
@@ -210,8 +211,16 @@ class PartWriter:
 
     def _write_commit(self, commit: dict) -> None:
         """Replace commit.json, if this writer still holds the part (a lease can be lost)."""
-        self._lock.check()
+        self._still_owner()
         write_commit(self.path, commit)
+
+    def _still_owner(self) -> None:
+        """Raise a CacheError, and write nothing more, once the part's lease is lost (never for an flock)."""
+        try:
+            self._lock.check()
+        except CacheError:
+            self._broken = True
+            raise
 
     def _roll_back(self) -> None:
         """After a failed write: no temp files, no rows past the commit; the writer takes no more videos."""

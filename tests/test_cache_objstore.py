@@ -1,0 +1,216 @@
+"""Caches on an object store: extraction to s3://, leases, kill -9 then re-run, verify, against a local moto server.
+
+The S3-compatible server (moto's server mode) runs in this process on 127.0.0.1 at a free port;
+nothing leaves the machine. fsspec finds it through the AWS_* environment variables, as a user's
+store would be found. Skipped when moto or s3fs is not installed (`pip install 'fgvu[test]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+from fakes import fake_encoders, write_affwild2  # noqa: E402
+from helpers import assert_same_cache  # noqa: E402
+from cache_helpers import make_spec, record  # noqa: E402
+from fgvu.cache import CacheError, PartWriter, cache_fingerprint, open_cache  # noqa: E402
+from fgvu.cache.location import StorePath, cache_path  # noqa: E402
+from fgvu.cache.ownership import acquire_part  # noqa: E402
+from fgvu.cache.tools import cache_info  # noqa: E402
+from fgvu.cache.verify import verify_cache  # noqa: E402
+from fgvu.extract.config import ExtractConfig  # noqa: E402
+from fgvu.extract.pipeline import run_extract  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+BUCKET = "fgvu-test"
+VIDEOS = {"v0": 70, "v1": 107, "v2": 90, "v3": 60}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1, the AWS_* variables pointing at it, and one bucket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def _url(name: str) -> str:
+    return f"s3://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_affwild2(tmp_path_factory.mktemp("data"), VIDEOS)
+
+
+@pytest.fixture(scope="module")
+def local_cache(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "cache"
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=str(out), progress=False, parts=2),
+                encoders=fake_encoders())
+    return out
+
+
+@pytest.fixture(scope="module")
+def s3_cache(s3, dataset):
+    url = _url("cache")
+    summary = run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=url, progress=False, parts=2),
+                          encoders=fake_encoders())
+    assert summary.succeeded == len(VIDEOS)
+    return url
+
+
+def test_a_url_stays_whole():
+    assert str(cache_path("s3://bucket/cache")) == "s3://bucket/cache"
+    assert str(cache_path("s3://bucket/cache") / "parts" / "part-00000.zarr") == "s3://bucket/cache/parts/part-00000.zarr"
+    assert cache_path("file:///tmp/x") == Path("/tmp/x") and isinstance(cache_path("rel/dir"), Path)
+    assert str(ExtractConfig(dataset="aff-wild2", out="s3://bucket/c").with_absolute_paths().out) == "s3://bucket/c"
+
+
+def test_extract_to_s3_equals_a_local_extraction(s3_cache, local_cache):
+    assert_same_cache(s3_cache, local_cache)  # every array, caption and failure
+    view = open_cache(s3_cache)
+    assert len(view.videos) == len(VIDEOS) and view.image.shape[0] > 0
+    assert cache_fingerprint(s3_cache) == cache_fingerprint(local_cache)
+    store = StorePath(s3_cache)
+    keys = store.files()
+    assert any(k.endswith("parts/part-00001.zarr/commit.json") for k in keys)
+    assert not any(k.endswith((".tmp", ".partial")) for k in keys)  # one PUT per object, no temporaries
+    info = cache_info(s3_cache)
+    assert info["path"] == s3_cache and info["parts"] == 2 and info["bytes"] == sum(keys.values())
+
+
+def test_verify_on_the_url_finds_a_damaged_shard(s3, dataset):
+    url = _url("damaged")
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=url, progress=False, limit=2),
+                encoders=fake_encoders())
+    assert verify_cache(url) == []
+    from typer.testing import CliRunner
+
+    from fgvu.cli import app
+
+    result = CliRunner().invoke(app, ["cache", "verify", url])
+    assert result.exit_code == 0 and f"cache {url}: ok" in result.output  # not s3:/...
+    shard = next(k for k in StorePath(url).files() if "/frames/image/c/" in k)
+    target = StorePath("s3://" + shard)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    problems = verify_cache(url)
+    assert problems and any("frames/image" in p for p in problems), problems
+    result = CliRunner().invoke(app, ["cache", "verify", url])
+    assert result.exit_code == 1 and url in result.output
+
+
+def test_a_second_writer_on_the_same_part_is_refused(s3):
+    url, spec = _url("owned"), make_spec()
+    with PartWriter(url, spec, 0, parts=2) as first:
+        first.append_video(record("a", 200, 0))
+        with pytest.raises(CacheError, match="part-00000.zarr is being written by another process"):
+            PartWriter(url, spec, 0, parts=2)
+        with PartWriter(url, spec, 1, parts=2) as other_part:  # another part is free
+            other_part.append_video(record("b", 150, 1))
+    with PartWriter(url, spec, 0, parts=2) as again:  # released on close: the next writer starts at once
+        assert again.committed_videos == {"a"}
+
+
+def test_a_writer_that_lost_its_lease_commits_nothing(s3):
+    url, spec = _url("lost"), make_spec()
+    stalled = PartWriter(url, spec, 0, lease_seconds=1, buffer_bytes=1 << 30)
+    stalled._lock._stop.set()  # a writer paused past its lease: it no longer renews
+    stalled._lock._thread.join()
+    time.sleep(1.2)
+    with PartWriter(url, spec, 0) as successor:
+        successor.append_video(record("b", 150, 1))
+    with pytest.raises(CacheError, match="lost the lease on part-00000.zarr"):
+        stalled.append_video(record("a", 200, 0))  # its flush checks the lease before writing any row
+    stalled.close()
+    view = open_cache(url)
+    assert view.videos.name.tolist() == ["b"] and verify_cache(url) == []
+    assert np.array_equal(view.targets, record("b", 150, 1).targets.astype(np.float32))
+
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from fakes import fake_encoders
+    from fgvu.cache import PartWriter
+    from fgvu.extract.config import ExtractConfig
+    from fgvu.extract.pipeline import run_extract
+
+    append = PartWriter._append
+    def slow_append(self, name, values):  # widen the window in which a kill lands mid-video
+        append(self, name, values)
+        time.sleep(0.02)
+    PartWriter._append = slow_append
+    cfg = ExtractConfig(dataset="aff-wild2", root={root!r}, out={out!r}, progress=False, lease_seconds=3)
+    s = run_extract(cfg, encoders=fake_encoders())
+    print("done", s.succeeded, s.skipped, flush=True)
+""")
+
+
+def test_kill_9_then_rerun_equals_a_clean_run(s3, dataset, tmp_path):
+    clean = tmp_path / "clean"
+    run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=str(clean), progress=False),
+                encoders=fake_encoders())
+    url = _url("killed")
+    commit = StorePath(url) / "parts" / "part-00000.zarr" / "commit.json"
+    driver = DRIVER.format(tests=str(TESTS), root=str(dataset), out=url)
+    run = [sys.executable, "-c", driver]
+    proc = subprocess.Popen(run, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not (commit.exists() and '"videos": 1' in commit.read_text()):
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = open_cache(url, allow_partial=True).videos.name.tolist()
+    assert 1 <= len(committed) < len(VIDEOS)
+    # the dead writer's lease still holds the part: a writer at once is refused, and told when to retry
+    part = StorePath(url) / "parts" / "part-00000.zarr"
+    with pytest.raises(CacheError, match=r"being written by another process \(pid \d+ on .*re-run after the lease"):
+        acquire_part(url, part)
+    expires = json.loads(sorted((part / "leases").glob("lease-*.json"))[-1].read_text())["expires"]
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    proc = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, succeeded, skipped = proc.stdout.split()
+    assert int(skipped) == len(committed) and int(succeeded) + int(skipped) == len(VIDEOS)
+    assert_same_cache(url, clean)
+    assert verify_cache(url) == []
