@@ -8,7 +8,6 @@ store would be found. Skipped when moto or s3fs is not installed (`pip install '
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from fakes import fake_encoders, write_affwild2  # noqa: E402
 from helpers import assert_same_cache  # noqa: E402
@@ -44,21 +43,22 @@ VIDEOS = {"v0": 70, "v1": 107, "v2": 90, "v3": 60}
 
 @pytest.fixture(scope="module")
 def s3():
-    """A moto S3 server on 127.0.0.1, the AWS_* variables pointing at it, and one bucket."""
+    """A moto S3 server on 127.0.0.1 (its own process, so it serves while this one works), the
+    AWS_* variables pointing at it, and one bucket."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    import boto3
-
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
     try:
+        _wait_for(port, server)
+        import boto3
+
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         for k, v in saved.items():
@@ -66,7 +66,21 @@ def s3():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.stop()
+        server.kill()
+        server.wait()
+
+
+def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the moto server exited with {server.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"the moto server did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
 def _url(name: str) -> str:
@@ -115,10 +129,10 @@ def test_extract_to_s3_equals_a_local_extraction(s3_cache, local_cache):
     assert info["path"] == s3_cache and info["parts"] == 2 and info["bytes"] == sum(keys.values())
 
 
-def test_verify_on_the_url_finds_a_damaged_shard(s3, dataset):
+def test_verify_on_the_url_finds_a_damaged_shard(s3_cache):
     url = _url("damaged")
-    run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=url, progress=False, limit=2),
-                encoders=fake_encoders())
+    source = StorePath(s3_cache)
+    source.fs.copy(source.key, StorePath(url).key, recursive=True)  # a copy to damage (server-side)
     assert verify_cache(url) == []
     from typer.testing import CliRunner
 
@@ -178,16 +192,15 @@ DRIVER = textwrap.dedent("""
         append(self, name, values)
         time.sleep(0.02)
     PartWriter._append = slow_append
-    cfg = ExtractConfig(dataset="aff-wild2", root={root!r}, out={out!r}, progress=False, lease_seconds=3)
+    cfg = ExtractConfig(dataset="aff-wild2", root={root!r}, out={out!r}, progress=False, parts=2,
+                        lease_seconds=6)
     s = run_extract(cfg, encoders=fake_encoders())
     print("done", s.succeeded, s.skipped, flush=True)
 """)
 
 
-def test_kill_9_then_rerun_equals_a_clean_run(s3, dataset, tmp_path):
-    clean = tmp_path / "clean"
-    run_extract(ExtractConfig(dataset="aff-wild2", root=str(dataset), out=str(clean), progress=False),
-                encoders=fake_encoders())
+def test_kill_9_then_rerun_equals_a_clean_run(s3, dataset, local_cache):
+    """Part 0 (v2, v3) is killed after its first commit; the re-run finishes it and part 1 (v0, v1)."""
     url = _url("killed")
     commit = StorePath(url) / "parts" / "part-00000.zarr" / "commit.json"
     driver = DRIVER.format(tests=str(TESTS), root=str(dataset), out=url)
@@ -204,13 +217,14 @@ def test_kill_9_then_rerun_equals_a_clean_run(s3, dataset, tmp_path):
     assert 1 <= len(committed) < len(VIDEOS)
     # the dead writer's lease still holds the part: a writer at once is refused, and told when to retry
     part = StorePath(url) / "parts" / "part-00000.zarr"
-    with pytest.raises(CacheError, match=r"being written by another process \(pid \d+ on .*re-run after the lease"):
+    lease = json.loads(sorted((part / "leases").glob("lease-*.json"))[-1].read_text())
+    assert lease["pid"] == proc.pid and lease["expires"] > time.time(), lease
+    with pytest.raises(CacheError, match=rf"being written by another process \(pid {proc.pid} on .*re-run after the "):
         acquire_part(url, part)
-    expires = json.loads(sorted((part / "leases").glob("lease-*.json"))[-1].read_text())["expires"]
-    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    time.sleep(max(0.0, lease["expires"] - time.time()) + 0.05)
     proc = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     _, succeeded, skipped = proc.stdout.split()
     assert int(skipped) == len(committed) and int(succeeded) + int(skipped) == len(VIDEOS)
-    assert_same_cache(url, clean)
+    assert_same_cache(url, local_cache)
     assert verify_cache(url) == []

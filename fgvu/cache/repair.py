@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.commit import CommittedPart, iter_committed_parts
 from fgvu.cache.layout import OFFSET_COLUMNS, CacheError, Layout, layout_of, part_path
 from fgvu.cache.reader import part_captions, video_column
@@ -47,6 +47,9 @@ class Dropped:
 def drop_duplicates(cache: str | Path, progress: bool = False) -> list[Dropped]:
     """Remove every copy of a video but the first; returns what was removed (empty: nothing to do)."""
     cache = cache_path(cache)
+    if is_store(cache):  # it swaps part folders by renaming them, which an object store cannot do
+        raise CacheError(f"cache {cache}: repair works on a local copy only; copy the cache to a disk, repair it, "
+                         "and copy it back")
     _finish_interrupted(cache)
     report = verify_report(cache)
     others = [p for p in report.problems if "is committed in both" not in p]
