@@ -228,3 +228,29 @@ def test_kill_9_then_rerun_equals_a_clean_run(s3, dataset, local_cache):
     assert int(skipped) == len(committed) and int(succeeded) + int(skipped) == len(VIDEOS)
     assert_same_cache(url, local_cache)
     assert verify_cache(url) == []
+
+
+def test_fit_on_the_url_equals_fit_on_the_local_copy(s3, tmp_path):
+    from typer.testing import CliRunner
+
+    from fgvu.cli import app
+    from fgvu.synth.features import write_feature_cache
+    from helpers import torch_threads
+
+    local = write_feature_cache(tmp_path / "va", videos=8, frames=200, seed=0, dims=16)
+    url = _url("fit")
+    store = StorePath(url)
+    store.fs.put(str(local), store.key, recursive=True)
+    assert cache_fingerprint(url) == cache_fingerprint(local)
+    tiny = ["--modalities", "i,t", "--fusion", "concat", "--epochs", "1", "--d-model", "16", "--mlp-hidden", "16",
+            "--heads", "2", "--quiet"]
+    runs = {}
+    with torch_threads(1):
+        for name, cache in (("local", str(local)), ("s3", url)):
+            runs[name] = tmp_path / f"run-{name}"
+            result = CliRunner().invoke(app, ["fit", cache, "--out", str(runs[name]), *tiny])
+            assert result.exit_code == 0, result.output
+    assert json.loads((runs["s3"] / "config.json").read_text())["cache"] == url  # the URL, not s3:/...
+    metrics = [json.loads((runs[n] / "metrics.json").read_text()) for n in ("local", "s3")]
+    assert metrics[0]["val"] == metrics[1]["val"] and metrics[0]["select"] == metrics[1]["select"]
+    assert 0 < abs(metrics[1]["val"]["ccc_mean"]) <= 1 and metrics[1]["n_val_videos"] == 2
