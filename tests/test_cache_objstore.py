@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,13 +110,6 @@ def s3_cache(s3, dataset):
     return url
 
 
-def test_a_url_stays_whole():
-    assert str(cache_path("s3://bucket/cache")) == "s3://bucket/cache"
-    assert str(cache_path("s3://bucket/cache") / "parts" / "part-00000.zarr") == "s3://bucket/cache/parts/part-00000.zarr"
-    assert cache_path("file:///tmp/x") == Path("/tmp/x") and isinstance(cache_path("rel/dir"), Path)
-    assert str(ExtractConfig(dataset="aff-wild2", out="s3://bucket/c").with_absolute_paths().out) == "s3://bucket/c"
-
-
 def test_extract_to_s3_equals_a_local_extraction(s3_cache, local_cache):
     assert_same_cache(s3_cache, local_cache)  # every array, caption and failure
     view = open_cache(s3_cache)
@@ -161,6 +155,27 @@ def test_a_second_writer_on_the_same_part_is_refused(s3):
             other_part.append_video(record("b", 150, 1))
     with PartWriter(url, spec, 0, parts=2) as again:  # released on close: the next writer starts at once
         assert again.committed_videos == {"a"}
+
+
+def test_of_writers_racing_for_a_part_exactly_one_wins(s3):
+    url = cache_path(_url("race"))
+    part = url / "parts" / "part-00000.zarr"
+    barrier, won, refused = threading.Barrier(6), [], []
+
+    def take():
+        barrier.wait()
+        try:
+            won.append(acquire_part(url, part))
+        except CacheError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 5, refused
+    won[0].release()
 
 
 def test_a_writer_that_lost_its_lease_commits_nothing(s3):

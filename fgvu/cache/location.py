@@ -4,7 +4,7 @@
 `gs://…`, `memory://…`, any fsspec protocol) becomes a `StorePath`; everything else, and
 `file://` URLs, stay a `Path`, so the local disk keeps its flock, fsync and rename semantics
 unchanged. `StorePath` offers the small part of the `Path` API the cache package uses (`/`,
-`name`, `parent`, `exists`, `read_text`, `glob`, ...) over the fsspec filesystem, and keeps
+`name`, `exists`, `read_text`, `glob`, ...) over the fsspec filesystem, and keeps
 the URL whole: `Path("s3://bucket")` would collapse it to `s3:/bucket`.
 
 On an object store there are no folders, no appends and no renames; what replaces them:
@@ -61,40 +61,31 @@ def is_store(path) -> bool:
     return isinstance(path, StorePath)
 
 
-def join(base, name: str):
-    """`base / name` for a Path, a StorePath, or a str that may be a URL (kept whole)."""
-    return cache_path(base) / name
-
-
 class StorePath:
-    """A file or folder on an fsspec store, addressed by its URL; immutable, compares by URL."""
+    """A file or folder on an fsspec store, addressed by its URL; immutable, compares by store and key."""
 
-    def __init__(self, url: str, fs=None):
+    def __init__(self, url: str, fs=None, key: str | None = None):
         import fsspec
 
         self.url = url.rstrip("/")
         if fs is None:
             try:
-                fs, _ = fsspec.url_to_fs(self.url)
+                fs, key = fsspec.url_to_fs(self.url)
             except (ImportError, ValueError) as e:  # an unknown protocol, or its driver not installed
                 raise StorageError(f"{self.url}: cannot open this store ({e}); install its fsspec driver "
                                    "(s3fs for s3://, gcsfs for gs://)") from None
         self.fs = fs
-        self.key = fs._strip_protocol(self.url)  # the path the filesystem takes ("bucket/cache/...")
+        self.key = key.rstrip("/")  # the path the filesystem takes ("bucket/cache/...")
 
     # ---- the Path API the cache package uses -------------------------------------------------
 
     def __truediv__(self, name) -> "StorePath":
-        return StorePath(f"{self.url}/{str(name).strip('/')}", self.fs)
+        name = str(name).strip("/")
+        return StorePath(f"{self.url}/{name}", self.fs, f"{self.key}/{name}")
 
     @property
     def name(self) -> str:
         return self.url.rsplit("/", 1)[-1]
-
-    @property
-    def parent(self) -> "StorePath":
-        head = self.url.rsplit("/", 1)[0]
-        return self if head.endswith(":/") or "/" not in self.url.split("://", 1)[1] else StorePath(head, self.fs)
 
     def __str__(self) -> str:
         return self.url
@@ -102,27 +93,21 @@ class StorePath:
     def __repr__(self) -> str:
         return f"StorePath({self.url!r})"
 
+    def _identity(self) -> tuple:
+        return type(self.fs).__name__, self.key
+
     def __eq__(self, other) -> bool:
-        return isinstance(other, StorePath) and other.url == self.url
+        return isinstance(other, StorePath) and other._identity() == self._identity()
 
     def __hash__(self) -> int:
-        return hash(self.url)
+        return hash(self._identity())
 
     def __lt__(self, other: "StorePath") -> bool:
-        return self.url < other.url
+        return self.key < other.key
 
     def exists(self) -> bool:
         self.fs.invalidate_cache(self.key)  # another process may have written it since we looked
         return bool(self.fs.exists(self.key))
-
-    def is_file(self) -> bool:
-        return bool(self.fs.isfile(self.key))
-
-    def is_dir(self) -> bool:
-        return bool(self.fs.isdir(self.key))
-
-    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
-        """Nothing to do: an object store has no folders, only keys with slashes."""
 
     def stat(self) -> SimpleNamespace:
         """The object's size, as `st_size` (the only field the cache package reads)."""
@@ -137,9 +122,6 @@ class StorePath:
     def write_bytes(self, data: bytes) -> None:
         """One PUT of the whole object: readers see the old one or the new one."""
         self.fs.pipe_file(self.key, bytes(data))
-
-    def write_text(self, text: str, encoding: str = "utf-8") -> None:
-        self.write_bytes(text.encode(encoding))
 
     def create(self, data: bytes) -> bool:
         """Create the object only if it does not exist (a conditional PUT); False when it existed."""
@@ -161,10 +143,9 @@ class StorePath:
 
     def glob(self, pattern: str) -> list["StorePath"]:
         self.fs.invalidate_cache(self.key)
-        return [StorePath(self.fs.unstrip_protocol(k), self.fs) for k in self.fs.glob(f"{self.key}/{pattern}")]
-
-    def rglob(self, pattern: str) -> list["StorePath"]:
-        return self.glob(f"**/{pattern}")
+        # children keep this URL's spelling (the store's own may differ, e.g. memory:/// for memory://)
+        return [StorePath(self.url + k[len(self.key):], self.fs, k) for k in self.fs.glob(f"{self.key}/{pattern}")
+                if k.startswith(self.key + "/")]
 
     def files(self) -> dict[str, int]:
         """Every object under this prefix and its size in bytes."""
