@@ -28,7 +28,8 @@ from fgvu.cache.record import VideoRecord
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import open_array, read_rows
 from fgvu.cache.verify import verify_report
-from fgvu.cache.writer import LOCK_FILE, PartWriter
+from fgvu.cache.ownership import LOCK_FILE
+from fgvu.cache.writer import PartWriter
 from fgvu.modalities import GRIDS
 
 STAGING = ".repair"

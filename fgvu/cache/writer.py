@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache.location import cache_path
-from fgvu.cache.ownership import LEASE_SECONDS, LOCK_FILE, acquire_part
+from fgvu.cache.ownership import LEASE_SECONDS, acquire_part
 from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
 from fgvu.cache.commit import CHECKSUM_ALGORITHM, read_commit, write_commit
 from fgvu.cache.layout import (
