@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path
 from fgvu.cache.layout import CacheError, Layout
+from fgvu.cache.location import cache_path
 from fgvu.cache.storage import read_lines
 
 CHECKSUMS_FILE = "checksums.jsonl"

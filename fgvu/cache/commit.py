@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgvu.atomic_io import write_json
-from fgvu.cache.location import cache_path
 from fgvu.cache.layout import TABLES, CacheError, part_dirs
+from fgvu.cache.location import cache_path
 
 COMMIT_FILE = "commit.json"
 CHECKSUM_ALGORITHM = "crc32c"

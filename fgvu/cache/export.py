@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache.commit import iter_committed_parts
-from fgvu.cache.location import cache_path
 from fgvu.cache.layout import CacheError, layout_of
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import StorageError, format_bytes, free_bytes, os_errors
 

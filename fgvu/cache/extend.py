@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.atomic_io import write_json
-from fgvu.cache.location import cache_path
 from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
 from fgvu.cache.commit import empty_commit, read_commit, write_commit
 from fgvu.cache.layout import ArraySpec, CacheError, array_options, layout_of, part_dirs, stored_everywhere
+from fgvu.cache.location import cache_path
 from fgvu.cache.ownership import acquire_part
 from fgvu.cache.storage import append_lines, open_part, truncate_lines
 from fgvu.cache.spec import SPEC_FILE, CacheSpec, read_spec

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path
 from fgvu.cache.commit import CommittedPart, iter_committed_parts
 from fgvu.cache.integrity import (
     checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, target_problems,
 )
 from fgvu.cache.layout import TABLES, VIDEO_COLUMNS, ArraySpec, CacheError, clip_keys, layout_of, stream_keys
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import SPEC_FILE, CacheSpec, read_spec
 from fgvu.cache.storage import iter_blocks, open_array, read_lines
 from fgvu.cache.writer import CAPTIONS_FILE

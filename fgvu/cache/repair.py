@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.commit import CommittedPart, iter_committed_parts
 from fgvu.cache.layout import OFFSET_COLUMNS, CacheError, Layout, layout_of, part_path
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import part_captions, video_column
 from fgvu.cache.record import VideoRecord
 from fgvu.cache.spec import read_spec

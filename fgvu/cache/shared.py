@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache.commit import iter_committed_parts
-from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.layout import TABLES, ArraySpec, CacheError, layout_of
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import CacheView, assemble_view, open_cache
 from fgvu.cache.spec import read_spec
 

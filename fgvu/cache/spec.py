@@ -14,8 +14,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.layout import SCHEMA_VERSION, SUPPORTED_SCHEMAS, CacheError
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.storage import os_errors
 from fgvu.modalities import BY_NAME, MODALITIES
 from fgvu.sampling import SamplingPlan

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.commit import iter_committed_parts
 from fgvu.cache.integrity import part_findings, status_lines
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import video_column
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import format_bytes

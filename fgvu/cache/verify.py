@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvu.cache.location import cache_path
 from fgvu.cache.commit import CommittedPart, empty_commit, read_commit
 from fgvu.cache.integrity import (
     checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, status_lines,
     target_problems,
 )
 from fgvu.cache.layout import CacheError, layout_of, part_dirs
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import read_lines
 from fgvu.cache.writer import CAPTIONS_FILE
