@@ -11,7 +11,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file that is fsynced, then renamed over it.
 
     The file gets the mode any new file gets (0666 less the umask), like files written with open().
+    A location on an object store (`fgvu.cache.location.StorePath`) is written with one PUT,
+    which is atomic there: readers see the old object or the new one.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        path.write_bytes(data)
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

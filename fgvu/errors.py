@@ -22,6 +22,8 @@ class StorageError(FgvuError):
 def storage_error(error: OSError, where: str | Path, then: str) -> StorageError:
     """One line for an OS error: the file, the reason, the free space where space ran out, and `then`
     (what to do next). `where` stands in when the error names no file."""
+    if "://" in str(error.filename or where):  # an object store: a URL, no local file system to ask
+        return StorageError(f"{error.filename or where}: {error.strerror or error}; fix that and {then}")
     path = Path(error.filename) if error.filename else Path(where)
     line = f"{path}: {error.strerror or error}"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -13,6 +13,8 @@
 - `verify`: `verify_cache`; `repair`: `drop_duplicates`;
 - `tools`: `cache_info`; `export`: the HDF5 export;
 - `storage`: every file operation, and OS errors as one line (`StorageError`).
+- `location`: where a cache lives, a local `Path` or a `StorePath` on an fsspec store (s3://, gs://);
+- `ownership`: who may write a part (an flock locally, a lease on an object store).
 
 Only this package imports zarr.
 """

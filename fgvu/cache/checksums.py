@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache.layout import CacheError, Layout
+from fgvu.cache.location import cache_path
 from fgvu.cache.storage import read_lines
 
 CHECKSUMS_FILE = "checksums.jsonl"
@@ -55,7 +56,7 @@ def video_line(video: str, rows: dict[str, tuple[int, int]], sums: dict[str, int
 
 def read_checksum_lines(part: Path, n: int) -> list[dict]:
     """The first `n` (committed) lines of a part's checksums.jsonl; damage is a CacheError naming it."""
-    path = Path(part) / CHECKSUMS_FILE
+    path = cache_path(part) / CHECKSUMS_FILE
     lines = read_lines(path, n)
     if len(lines) < n:
         raise CacheError(f"{path}: {len(lines)} lines, but commit.json commits {n}")

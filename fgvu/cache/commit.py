@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fgvu.atomic_io import write_json
 from fgvu.cache.layout import TABLES, CacheError, part_dirs
+from fgvu.cache.location import cache_path
 
 COMMIT_FILE = "commit.json"
 CHECKSUM_ALGORITHM = "crc32c"
@@ -32,7 +33,7 @@ def empty_commit() -> dict:
 
 def read_commit(part: Path) -> dict | None:
     """A part's commit.json with defaults filled in; None when the file does not exist."""
-    path = Path(part) / COMMIT_FILE
+    path = cache_path(part) / COMMIT_FILE
     if not path.exists():
         return None
     try:
@@ -54,7 +55,7 @@ def read_commit(part: Path) -> dict | None:
 
 def write_commit(part: Path, commit: dict) -> None:
     """Replace commit.json atomically (readers see the old commit or the new one)."""
-    write_json(Path(part) / COMMIT_FILE, commit)
+    write_json(cache_path(part) / COMMIT_FILE, commit)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 
 from fgvu.cache.commit import iter_committed_parts
 from fgvu.cache.layout import CacheError, layout_of
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import StorageError, format_bytes, free_bytes, os_errors
 
@@ -48,7 +49,7 @@ def export_size(cache: Path) -> int:
 
 def export_h5(cache: str | Path, out: str | Path) -> Path:
     """Write the cache into `out` (see the module docstring); problems are one-line CacheErrors."""
-    cache, out = Path(cache), Path(out)
+    cache, out = cache_path(cache), Path(out)
     need = export_size(cache)
     with os_errors(out.parent, "creating the export folder", need):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@
 video by video. For any grid modality of the registry (`fgvu.modalities`), `CacheExtension`
 adds its arrays (features, and the mask when it has one) to every part:
 
-- **Per part, one writer.** A part is extended under the same lock (writer.lock, flock) as
-  `PartWriter` holds, so no extraction appends to it meanwhile. Rows are added in the part's
+- **Per part, one writer.** A part is extended under the same lock as `PartWriter` holds
+  (`fgvu.cache.ownership`: flock locally, a lease on an object store), so no extraction appends to it meanwhile. Rows are added in the part's
   video order; after each whole video, `extend-<modality>.json` in the part records, atomically,
   how many videos and rows are done. Opening a part truncates the new arrays to that record,
   so `kill -9` then a re-run equals an uninterrupted run, and no video is added twice.
@@ -23,9 +23,7 @@ adds its arrays (features, and the mask when it has one) to every part:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +32,16 @@ from fgvu.atomic_io import write_json
 from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
 from fgvu.cache.commit import empty_commit, read_commit, write_commit
 from fgvu.cache.layout import ArraySpec, CacheError, array_options, layout_of, part_dirs, stored_everywhere
-from fgvu.cache.storage import append_lines, truncate_lines
+from fgvu.cache.location import cache_path
+from fgvu.cache.ownership import acquire_part
+from fgvu.cache.storage import append_lines, open_part, truncate_lines
 from fgvu.cache.spec import SPEC_FILE, CacheSpec, read_spec
-from fgvu.cache.writer import LOCK_FILE
 from fgvu.modalities import MODALITIES, Modality
 
 
 def progress_file(part: Path, modality: Modality) -> Path:
     """The part's record of how far the extension with `modality` got."""
-    return Path(part) / f"extend-{modality.name}.json"
+    return cache_path(part) / f"extend-{modality.name}.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,34 +55,12 @@ class PendingVideo:
     grid_frames: np.ndarray  # the frame of each of its rows on the modality's grid
 
 
-class _PartLock:
-    """The exclusive writer lock of one part (the one PartWriter takes)."""
-
-    def __init__(self, cache: Path, part: Path):
-        self.file = open(part / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise CacheError(f"cache {cache}: {part.name} is being written by another process "
-                             f"(lock {part / LOCK_FILE}); run again when it has finished") from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-
-    def release(self) -> None:
-        if not self.file.closed:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-
-
 class PartExtension:
     """Adds the modality's arrays to one part, video by video, under the part's lock."""
 
     def __init__(self, extension: "CacheExtension", part: Path):
-        self.ext, self.path = extension, Path(part)
-        self._lock = _PartLock(extension.cache, self.path)
+        self.ext, self.path = extension, cache_path(part)
+        self._lock = acquire_part(extension.cache, self.path)
         try:
             self._open()
         except BaseException:
@@ -91,10 +68,8 @@ class PartExtension:
             raise
 
     def _open(self) -> None:
-        import zarr
-
         ext = self.ext
-        self.group = zarr.open_group(self.path, mode="a", zarr_format=3)
+        self.group = open_part(self.path, mode="a")
         self.commit = read_commit(self.path) or empty_commit()
         self.progress = self._read_progress()
         self.arrays = {a.name: self._open_array(a) for a in ext.arrays}
@@ -176,6 +151,7 @@ class PartExtension:
             if n:
                 arr[start:] = value
         self.progress = {**self.progress, "videos": video.index + 1, "rows": start + n}
+        self._lock.check()
         write_json(progress_file(self.path, self.ext.modality), self.progress)
 
     def commit_checksums(self) -> None:
@@ -199,6 +175,7 @@ class PartExtension:
         append_lines(path, lines)
         self.commit = {**self.commit, "stamp": target,
                        "checksums": {**self.commit["checksums"], "lines": committed + len(lines)}}
+        self._lock.check()
         write_commit(self.path, self.commit)
 
     def close(self) -> None:
@@ -215,7 +192,7 @@ class CacheExtension:
     """Adding the grid modality `letter` (width `dim`, encoder `fingerprint`) to an existing cache."""
 
     def __init__(self, cache: str | Path, letter: str, dim: int, fingerprint: dict):
-        self.cache = Path(cache)
+        self.cache = cache_path(cache)
         self.spec = read_spec(self.cache)
         self.modality = MODALITIES[letter]
         if self.modality.storage != "grid":

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fgvu.cache.location import cache_path
 from fgvu.errors import FgvuError
 from fgvu.modalities import GRIDS, MODALITIES
 
@@ -197,9 +198,9 @@ def stored_everywhere(arr):
 
 def part_path(cache: str | Path, index: int) -> Path:
     """The directory of part `index`."""
-    return Path(cache) / "parts" / f"part-{index:05d}.zarr"
+    return cache_path(cache) / "parts" / f"part-{index:05d}.zarr"
 
 
 def part_dirs(cache: str | Path) -> list[Path]:
     """All part directories of a cache (parts/part-NNNNN.zarr), in order."""
-    return sorted(p for p in (Path(cache) / "parts").glob("part-*.zarr") if PART_NAME.fullmatch(p.name))
+    return sorted(p for p in (cache_path(cache) / "parts").glob("part-*.zarr") if PART_NAME.fullmatch(p.name))

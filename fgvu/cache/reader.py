@@ -24,6 +24,7 @@ from fgvu.cache.integrity import (
     checksum_lines, checksum_problems, duplicate_problems, part_arrays, part_findings, read_checked, target_problems,
 )
 from fgvu.cache.layout import TABLES, VIDEO_COLUMNS, ArraySpec, CacheError, clip_keys, layout_of, stream_keys
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import SPEC_FILE, CacheSpec, read_spec
 from fgvu.cache.storage import iter_blocks, open_array, read_lines
 from fgvu.cache.writer import CAPTIONS_FILE
@@ -106,7 +107,7 @@ def open_cache(cache: str | Path, load_captions: bool = False, modalities=None, 
     allocated once at its final size by `allocate(array_spec, shape)` (default: in memory;
     `fgvu.cache.shared` maps files) and filled block by block.
     """
-    cache = Path(cache)
+    cache = cache_path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec).select(modalities, video_frames)
     parts = list(iter_committed_parts(cache))
@@ -228,7 +229,7 @@ def part_captions(cache: Path, part: CommittedPart) -> Iterator[dict]:
 
 def read_captions(cache: str | Path) -> dict[tuple[str, int], str]:
     """{(video, frame): caption} of every committed caption row of every part."""
-    cache = Path(cache)
+    cache = cache_path(cache)
     return {(row["video"], int(row["frame"])): row["text"]
             for part in iter_committed_parts(cache) for row in part_captions(cache, part)}
 
@@ -247,7 +248,7 @@ def committed_videos(cache: str | Path, exclude: Path | None = None) -> dict[str
     """{video name: part name} of every committed video (parts other than `exclude`)."""
     names: dict[str, str] = {}
     for part in iter_committed_parts(cache):
-        if part.n_videos == 0 or (exclude is not None and part.path == Path(exclude)):
+        if part.n_videos == 0 or (exclude is not None and part.path == cache_path(exclude)):
             continue
         for name in video_column(part, "name").tolist():
             names.setdefault(name, part.name)
@@ -261,7 +262,7 @@ def cache_fingerprint(cache: str | Path) -> str:
     cheap on a large cache. Re-extracting a cache with other encoders, sampling or videos
     changes it; rewriting the same videos' features with the same settings does not.
     """
-    cache = Path(cache)
+    cache = cache_path(cache)
     digest = hashlib.sha256((cache / SPEC_FILE).read_bytes())
     videos = []
     for part in iter_committed_parts(cache):

@@ -22,12 +22,14 @@ import numpy as np
 
 from fgvu.cache.commit import CommittedPart, iter_committed_parts
 from fgvu.cache.layout import OFFSET_COLUMNS, CacheError, Layout, layout_of, part_path
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import part_captions, video_column
 from fgvu.cache.record import VideoRecord
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import open_array, read_rows
 from fgvu.cache.verify import verify_report
-from fgvu.cache.writer import LOCK_FILE, PartWriter
+from fgvu.cache.ownership import LOCK_FILE
+from fgvu.cache.writer import PartWriter
 from fgvu.modalities import GRIDS
 
 STAGING = ".repair"
@@ -45,7 +47,10 @@ class Dropped:
 
 def drop_duplicates(cache: str | Path, progress: bool = False) -> list[Dropped]:
     """Remove every copy of a video but the first; returns what was removed (empty: nothing to do)."""
-    cache = Path(cache)
+    cache = cache_path(cache)
+    if is_store(cache):  # it swaps part folders by renaming them, which an object store cannot do
+        raise CacheError(f"cache {cache}: repair works on a local copy only; copy the cache to a disk, repair it, "
+                         "and copy it back")
     _finish_interrupted(cache)
     report = verify_report(cache)
     others = [p for p in report.problems if "is committed in both" not in p]

@@ -27,6 +27,7 @@ import numpy as np
 
 from fgvu.cache.commit import iter_committed_parts
 from fgvu.cache.layout import TABLES, ArraySpec, CacheError, layout_of
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import CacheView, assemble_view, open_cache
 from fgvu.cache.spec import read_spec
 
@@ -111,7 +112,7 @@ def share_cache(cache: str | Path, modalities, video_frames, fallback: str | Pat
     Returns the folder (use it as a context manager to remove it). The arrays are filled part
     by part straight into the mapped files, so the parent never holds them in memory.
     """
-    cache = Path(cache)
+    cache = cache_path(cache)
     layout = layout_of(read_spec(cache)).select(set(modalities), set(video_frames))
     nbytes = _array_bytes(cache, layout)
     base = choose_base(nbytes, Path(fallback))
@@ -136,7 +137,7 @@ def share_cache(cache: str | Path, modalities, video_frames, fallback: str | Pat
                 np.save(folder / _file_of(a.name), raw[a.name].astype(str), allow_pickle=False)
             else:
                 raw[a.name].flush()
-        manifest = {"cache": str(cache.resolve()), "modalities": sorted(modalities),
+        manifest = {"cache": str(cache if is_store(cache) else cache.resolve()), "modalities": sorted(modalities),
                     "video_frames": sorted(int(t) for t in video_frames), "arrays": layout.names(),
                     "failures": view.failures, "nbytes": nbytes}
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -153,7 +154,7 @@ def open_shared(folder: str | Path) -> CacheView:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CacheError(f"shared cache {folder}: {MANIFEST} is missing or unreadable ({e})") from None
-    cache = Path(manifest["cache"])
+    cache = cache_path(manifest["cache"])
     spec = read_spec(cache)
     layout = layout_of(spec).select(set(manifest["modalities"]), set(manifest["video_frames"]))
     if layout.names() != manifest["arrays"]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fgvu.cache.layout import SCHEMA_VERSION, SUPPORTED_SCHEMAS, CacheError
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.storage import os_errors
 from fgvu.modalities import BY_NAME, MODALITIES
 from fgvu.sampling import SamplingPlan
@@ -132,7 +133,7 @@ def _differences(mine: dict | None, theirs: dict | None, limit: int = 3) -> str:
 
 def read_spec(cache: str | Path) -> CacheSpec:
     """Read and validate cache.json."""
-    cache = Path(cache)
+    cache = cache_path(cache)
     path = cache / SPEC_FILE
     if not cache.exists():
         raise CacheError(f"cache {cache}: no such directory")
@@ -172,10 +173,13 @@ def ensure_spec(cache: Path, spec: CacheSpec) -> CacheSpec:
     path = cache / SPEC_FILE
     if path.exists():  # the common case of a resumed cache: no temporary file to write
         return _agreeing(cache, spec)
+    text = json.dumps(spec.to_dict(), indent=1)
+    if is_store(cache):  # one conditional PUT: it fails if another writer got there first
+        with os_errors(cache, "creating cache.json", len(text)):
+            return spec if path.create(text.encode()) else _agreeing(cache, spec)
     # Write a complete temporary file, then link it into place: the link fails if another
     # writer got there first, and nobody ever sees a half-written cache.json.
     tmp = cache / f".cache.json.{os.getpid()}.tmp"
-    text = json.dumps(spec.to_dict(), indent=1)
     with os_errors(cache, "creating cache.json", len(text), cleanup=lambda: tmp.unlink(missing_ok=True)):
         cache.mkdir(parents=True, exist_ok=True)
         try:

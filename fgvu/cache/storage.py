@@ -2,8 +2,10 @@
 committed rows block by block, line files, free space, and turning OS errors into one line.
 
 Everything that touches the file system or the Zarr store goes through the small functions
-here, so a different store (fsspec, an object store) replaces this module rather than code
-spread over the writer, reader and verifier. Damage found here (an unreadable `zarr.json`, a
+here, so a different store changes this module rather than code spread over the writer, reader
+and verifier. A location is a `Path` or, on an fsspec store, a `StorePath`
+(`fgvu.cache.location`); the functions below take either, and keep the local path's behaviour
+(appends, truncation in place, fsync) unchanged. Damage found here (an unreadable `zarr.json`, a
 shard that cannot be decoded) is a `CacheError` naming the file.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache.layout import ArraySpec, CacheError
+from fgvu.cache.location import is_store
 from fgvu.errors import StorageError
 
 BLOCK_BYTES = 64 << 20  # committed rows are read in shard-aligned blocks of about this size
@@ -32,10 +35,15 @@ def open_part(part: Path, mode: str = "r"):
     import zarr
 
     try:
-        return zarr.open_group(part, mode=mode, zarr_format=3)
+        return zarr.open_group(zarr_store(part, mode == "r"), mode=mode, zarr_format=3)
     except Exception as e:  # zarr raises several types for a damaged group
         raise CacheError(f"part {part} is not a readable Zarr group ({part / 'zarr.json'}: "
                          f"{type(e).__name__}: {e})") from None
+
+
+def zarr_store(part, read_only: bool = True):
+    """What zarr opens for a part: the local folder itself, or an fsspec store over its URL."""
+    return part.zarr_store(read_only) if is_store(part) else part
 
 
 def open_array(group, part: Path, name: str):
@@ -55,7 +63,7 @@ def stored_rows(part: Path) -> int:
     import zarr
 
     try:
-        group = zarr.open_group(part, mode="r", zarr_format=3)
+        group = zarr.open_group(zarr_store(part), mode="r", zarr_format=3)
         with warnings.catch_warnings():  # zarr warns about our own files (commit.json, captions.jsonl)
             warnings.simplefilter("ignore")
             members = list(group.members(max_depth=None))
@@ -145,12 +153,18 @@ def truncate_lines(path: Path, n: int) -> None:
             return  # fewer lines than committed: damage for the verifier, not something to cut
         end = nl + 1
     if end < len(data):
-        os.truncate(path, end)
+        if is_store(path):  # an object is replaced whole (one PUT); only its single writer does this
+            path.write_bytes(data[:end])
+        else:
+            os.truncate(path, end)
 
 
 def append_lines(path: Path, lines: list[str]) -> None:
     """Append lines to a text file (created when absent)."""
-    if lines:
+    if lines and is_store(path):  # objects cannot be appended to: rewrite it whole, in one PUT
+        old = path.read_bytes() if path.exists() else b""
+        path.write_bytes(old + "".join(line + "\n" for line in lines).encode("utf-8"))
+    elif lines:
         with open(path, "a", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
 
@@ -159,7 +173,10 @@ def append_lines(path: Path, lines: list[str]) -> None:
 
 
 def free_bytes(path: Path) -> int:
-    """Free bytes on the file system holding `path` (or its nearest existing parent)."""
+    """Free bytes on the file system holding `path` (or its nearest existing parent); an object
+    store has no such limit to check (reported as unlimited)."""
+    if is_store(path):
+        return 1 << 62
     path = Path(path)
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -167,7 +184,12 @@ def free_bytes(path: Path) -> int:
 
 
 def remove_partials(root: Path) -> None:
-    """Delete the temporary files of writes that never finished (zarr's *.partial, our .*.tmp)."""
+    """Delete the temporary files of writes that never finished (zarr's *.partial, our .*.tmp).
+
+    An object store leaves none: each object is one PUT that either happened or did not.
+    """
+    if is_store(root):
+        return
     for pattern in ("*.partial", ".*.tmp"):
         for leftover in Path(root).rglob(pattern):
             leftover.unlink(missing_ok=True)
@@ -195,7 +217,7 @@ def os_errors(path: Path, what: str, need_bytes: int = 0, cleanup=None) -> Itera
         if cleanup is not None:
             with contextlib.suppress(Exception):
                 cleanup()
-        where = Path(e.filename) if getattr(e, "filename", None) else Path(path)
+        where = e.filename if getattr(e, "filename", None) else path
         reason = os.strerror(e.errno) if e.errno else str(e)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageError(

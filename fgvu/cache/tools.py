@@ -13,6 +13,7 @@ import numpy as np
 
 from fgvu.cache.commit import iter_committed_parts
 from fgvu.cache.integrity import part_findings, status_lines
+from fgvu.cache.location import cache_path, is_store
 from fgvu.cache.reader import video_column
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import format_bytes
@@ -20,13 +21,16 @@ from fgvu.modalities import GRIDS, MODALITIES
 
 
 def disk_size(path: str | Path) -> int:
-    """Bytes of every file under `path`."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    """Bytes of every file (or object of a store) under `path`."""
+    path = cache_path(path)
+    if is_store(path):
+        return sum(path.files().values())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def cache_info(cache: str | Path) -> dict:
     """Counts and setup of a cache, without loading its features."""
-    cache = Path(cache)
+    cache = cache_path(cache)
     spec = read_spec(cache)
     splits: Counter = Counter()
     totals: Counter = Counter()

@@ -24,6 +24,7 @@ from fgvu.cache.integrity import (
     target_problems,
 )
 from fgvu.cache.layout import CacheError, layout_of, part_dirs
+from fgvu.cache.location import cache_path
 from fgvu.cache.spec import read_spec
 from fgvu.cache.storage import read_lines
 from fgvu.cache.writer import CAPTIONS_FILE
@@ -46,7 +47,7 @@ def verify_cache(cache: str | Path, fast: bool = False) -> list[str]:
 
 def verify_report(cache: str | Path, fast: bool = False) -> VerifyReport:
     """Check a cache (see the module docstring); a corrupt cache.json is a CacheError."""
-    cache = Path(cache)
+    cache = cache_path(cache)
     spec = read_spec(cache)
     layout = layout_of(spec)
     report = VerifyReport()

@@ -1,7 +1,8 @@
 """`PartWriter`: the single writer of one part. Appends whole videos and commits them.
 
-- **One writer.** It holds an exclusive lock (flock, released by the kernel even on kill -9)
-  for its lifetime. Opening truncates rows past the last commit, so a re-run after a crash
+- **One writer.** It holds the part for its lifetime (`fgvu.cache.ownership`): an exclusive
+  flock on a local disk (released by the kernel even on kill -9), a lease taken with a
+  conditional PUT on an object store (checked before every commit). Opening truncates rows past the last commit, so a re-run after a crash
   resumes cleanly.
 - **Whole-shard writes.** Appended videos are buffered in memory and written in blocks, so
   a partly filled shard is not rewritten for every video (Zarr rewrites a whole shard to
@@ -26,14 +27,14 @@ modality by name. File operations go through `fgvu.cache.storage`.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from fgvu.cache.location import cache_path
+from fgvu.cache.ownership import LEASE_SECONDS, acquire_part
 from fgvu.cache.checksums import CHECKSUMS_FILE, digest, video_line
 from fgvu.cache.commit import CHECKSUM_ALGORITHM, read_commit, write_commit
 from fgvu.cache.layout import (
@@ -47,7 +48,6 @@ from fgvu.cache.storage import (
 from fgvu.modalities import GRIDS
 
 CAPTIONS_FILE = "captions.jsonl"
-LOCK_FILE = "writer.lock"
 BUFFER_BYTES = 128 << 20  # flush at the latest when this much is buffered
 REWRITE_RATIO = 0.125  # ... or as soon as a flush rewrites at most this share of what it adds
 REWRITE_FLOOR = 1 << 20  # ... or at most this many bytes (small caches commit video by video)
@@ -59,11 +59,12 @@ class PartWriter:
 
     `parts` declares the partition (K): cache.json records it when it creates the cache, and a
     cache split into another K is refused. None declares nothing (fgvu 0.1's behaviour).
+    `lease_seconds` is the length of the part's lease on an object store (unused on a local disk).
     """
 
     def __init__(self, cache: str | Path, spec: CacheSpec, part: int, parts: int | None = None,
-                 buffer_bytes: int = BUFFER_BYTES):
-        self.cache = Path(cache)
+                 buffer_bytes: int = BUFFER_BYTES, lease_seconds: float = LEASE_SECONDS):
+        self.cache = cache_path(cache)
         self.spec = ensure_spec(self.cache, spec if parts is None else replace(spec, parts=parts))
         if self.spec.parts is not None and not 0 <= part < self.spec.parts:
             raise CacheError(f"cache {self.cache} is split into {self.spec.parts} part(s); there is no part {part}")
@@ -73,15 +74,7 @@ class PartWriter:
         self._buffer = _Buffer(self.layout)
         self._broken = False  # a write failed: nothing more is written by this writer
         with os_errors(self.path, f"opening {self.path.name}"):
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise CacheError(
-                f"cache {self.cache}: part {part} is being written by another process (lock {self.path / LOCK_FILE})"
-            ) from None
+            self._lock = acquire_part(self.cache, self.path, lease_seconds)
         try:
             with os_errors(self.path, f"opening {self.path.name}"):
                 self._open()
@@ -93,10 +86,6 @@ class PartWriter:
     # ---- opening --------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
         remove_partials(self.path)  # temp files of a writer killed mid-write
         self.group = open_part(self.path, mode="a")
         found = read_commit(self.path)
@@ -104,7 +93,7 @@ class PartWriter:
         self.arrays = {a.name: self._open_array(a) for a in self.layout}
         self._truncate_to_commit()
         if self.commit != found:
-            write_commit(self.path, self.commit)
+            self._write_commit(self.commit)
 
     def _adopt(self, commit: dict | None) -> dict:
         """The commit to continue from: a fresh one, a legacy one stamped, or a stamped one checked."""
@@ -207,6 +196,7 @@ class PartWriter:
                   "failures": [f for f in self.commit["failures"] if f["video"] not in names],  # they worked now
                   "checksums": {**self.commit["checksums"],
                                 "lines": self.commit["checksums"]["lines"] + len(buf.lines)}}
+        self._still_owner()  # a writer that lost its lease must not touch the successor's objects
         # the new rows, the shards rewritten next to their old copies, a page per file written
         need = buf.nbytes + self._rewrite_bytes() + 2 * len(buf.arrays) * PAGE
         with os_errors(self.path, f"writing {len(names)} video(s) into {self.path.name}", need,
@@ -215,9 +205,22 @@ class PartWriter:
                 self._append(name, np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
             append_lines(self.path / CAPTIONS_FILE, buf.captions)
             append_lines(self.path / CHECKSUMS_FILE, buf.lines)
-            write_commit(self.path, commit)
+            self._write_commit(commit)
         self.commit = commit
         self._buffer = _Buffer(self.layout)
+
+    def _write_commit(self, commit: dict) -> None:
+        """Replace commit.json, if this writer still holds the part (a lease can be lost)."""
+        self._still_owner()
+        write_commit(self.path, commit)
+
+    def _still_owner(self) -> None:
+        """Raise a CacheError, and write nothing more, once the part's lease is lost (never for an flock)."""
+        try:
+            self._lock.check()
+        except CacheError:
+            self._broken = True
+            raise
 
     def _roll_back(self) -> None:
         """After a failed write: no temp files, no rows past the commit; the writer takes no more videos."""
@@ -230,7 +233,7 @@ class PartWriter:
         failures = [f for f in self.commit["failures"] if f["video"] != video]
         commit = {**self.commit, "failures": [*failures, {"video": video, "reason": reason}], "finished": False}
         with os_errors(self.path, f"recording a failure in {self.path.name}"):
-            write_commit(self.path, commit)
+            self._write_commit(commit)
         self.commit = commit
 
     def mark_finished(self) -> None:
@@ -239,7 +242,7 @@ class PartWriter:
         if not self.commit.get("finished"):
             commit = {**self.commit, "finished": True}
             with os_errors(self.path, f"finishing {self.path.name}"):
-                write_commit(self.path, commit)
+                self._write_commit(commit)
             self.commit = commit
 
     def close(self) -> None:
@@ -248,9 +251,7 @@ class PartWriter:
             if not self._broken:
                 self.flush()
         finally:
-            if not self._lock.closed:
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-                self._lock.close()
+            self._lock.release()
 
     def __enter__(self) -> "PartWriter":
         return self

@@ -14,7 +14,7 @@ cache_app = typer.Typer(help="Inspect, verify, repair and export feature caches.
 
 @cache_app.command("info")
 def info_cmd(
-    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    cache: str = typer.Argument(..., help="Cache directory (holds cache.json), or a store URL (s3://bucket/cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Videos per split, windows, frames, dims, encoders, parts (finished, unfinished, missing), failures, size."""
@@ -26,7 +26,7 @@ def info_cmd(
 
 @cache_app.command("verify")
 def verify_cmd(
-    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    cache: str = typer.Argument(..., help="Cache directory (holds cache.json), or a store URL (s3://bucket/cache)."),
     fast: bool = typer.Option(False, "--fast", help="Skip reading the feature arrays (their checksums and the "
                               "NaN scan); everything else is still checked. For huge caches."),
 ) -> None:
@@ -49,7 +49,7 @@ def verify_cmd(
 
 @cache_app.command("repair")
 def repair_cmd(
-    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    cache: str = typer.Argument(..., help="Cache directory (holds cache.json), or a store URL (s3://bucket/cache)."),
     drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Keep one copy of each video committed "
                                          "in several parts (the first in part order) and rewrite the others."),
     quiet: bool = quiet_option(),
@@ -66,7 +66,7 @@ def repair_cmd(
 
 @cache_app.command("export")
 def export_cmd(
-    cache: Path = typer.Argument(..., help="Cache directory (holds cache.json)."),
+    cache: str = typer.Argument(..., help="Cache directory (holds cache.json), or a store URL (s3://bucket/cache)."),
     out: Path = typer.Argument(..., help="Output file, e.g. features.h5."),
     format: str = option("h5", "--format", help="Output format; only h5 (HDF5) is supported."),
 ) -> None:

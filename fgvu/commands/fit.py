@@ -20,7 +20,7 @@ from fgvu.settings import SettingsError
 
 @config_options(FitConfig)
 def fit_cmd(
-    cache: Optional[Path] = typer.Argument(None, help="Feature cache to train on. Default: caches/<--dataset>, "
+    cache: Optional[str] = typer.Argument(None, help="Feature cache to train on (a folder or a store URL). Default: caches/<--dataset>, "
                                            "or the only cache under caches/."),
     dataset: Optional[str] = typer.Option(None, help="Pick the cache caches/<dataset> when CACHE is not given."),
     task: Optional[str] = typer.Option(None, help="va or violence. Inferred from the cache; a value that "
@@ -38,12 +38,13 @@ def fit_cmd(
 ) -> None:
     """Train the fusion head on a feature cache and keep the best checkpoint."""
     from fgvu.cache import read_spec
+    from fgvu.cache.location import cache_path
     from fgvu.fusion.config import build_fit_config
     from fgvu.fusion.train import fit
     from fgvu.settings import find_cache, paths
 
     cfg = build_fit_config(options)  # fgvu.toml's mistakes before any look at the cache
-    cache = Path(cache) if cache is not None else find_cache(dataset)
+    cache = cache_path(cache) if cache is not None else find_cache(dataset)
     spec = read_spec(cache)
     if task is not None and task != spec.task:
         raise SettingsError(f"--task {task} disagrees with cache {cache}, which holds {spec.task} targets")

@@ -11,6 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from fgvu.cache.location import absolute, cache_path
 from fgvu.errors import FgvuError
 from fgvu.extract.datasets import ADAPTERS
 from fgvu.extract.encoders import CAPTION_BATCH
@@ -34,7 +35,8 @@ class ExtractConfig:
 
     dataset: str = opt(MISSING, "Dataset layout.", choices=DATASETS)
     root: str | None = opt(None, "Dataset root.", shown="$FGVU_DATA/<dataset>, else data/<dataset>")
-    out: str | None = opt(None, "Cache directory to create or resume.", shown="caches/<dataset>")
+    out: str | None = opt(None, "Cache directory to create or resume, or a store URL (s3://bucket/cache, gs://..., "
+                                "any fsspec URL).", shown="caches/<dataset>")
     # encoders: a named set, and optional per-role overrides
     encoders: str = opt("paper", "Encoder set: paper (VideoPrism-B, CLIP ViT-L-14, MiniGPT-4), paper+audio (the "
                         "same and WavLM-base+) or tiny (random weights, audio included, for tests and the demo).",
@@ -81,6 +83,8 @@ class ExtractConfig:
     parts: int = opt(1, "Split the videos into K parts, one writer each.", ge=1)
     part: int | None = opt(None, "Run only part k (0-based), e.g. from a SLURM array task.", ge=0,
                            shown="every part")
+    lease_seconds: float = opt(60.0, "Caches on an object store: how long a writer's lease on its part lasts "
+                               "unless renewed (every third of it); after a crash, a re-run waits this long.", ge=1)
     engine: Literal["local", "ray"] = opt("local", "local (this process and its decoder processes) or ray (Ray Data: "
                                           "decoding in CPU tasks, each encoder in its own actor pool; "
                                           "pip install 'fgvu\\[ray]'). Joins the cluster at $RAY_ADDRESS, else "
@@ -150,14 +154,14 @@ class ExtractConfig:
         return Path(self.root) if self.root else paths().data_root(self.dataset)
 
     @property
-    def out_path(self) -> Path:
-        """The cache directory: --out, else <caches>/<dataset>."""
-        return Path(self.out) if self.out else Path(paths().caches) / self.dataset
+    def out_path(self):
+        """The cache location (a Path, or a StorePath for a URL): --out, else <caches>/<dataset>."""
+        return cache_path(self.out) if self.out else Path(paths().caches) / self.dataset
 
     @property
-    def into_path(self) -> Path | None:
-        """The cache --only adds to, or None."""
-        return Path(self.into) if self.into is not None else None
+    def into_path(self):
+        """The cache --only adds to (a Path or a StorePath), or None."""
+        return cache_path(self.into) if self.into is not None else None
 
     @property
     def reuse_captions_path(self) -> Path | None:
@@ -166,7 +170,7 @@ class ExtractConfig:
             return None
         if self.reuse_captions == "auto":
             return Path(paths().caches) / self.dataset
-        return Path(self.reuse_captions)
+        return cache_path(self.reuse_captions)
 
     def with_absolute_paths(self) -> "ExtractConfig":
         """This configuration with every path resolved against this process's working directory.
@@ -176,8 +180,8 @@ class ExtractConfig:
         """
         labels = str(Path(self.labels).resolve()) if self.labels else None
         reuse = self.reuse_captions_path
-        return replace(self, root=str(self.root_path.resolve()), out=str(self.out_path.resolve()), labels=labels,
-                       reuse_captions=str(reuse.resolve()) if reuse is not None else None)
+        return replace(self, root=str(self.root_path.resolve()), out=absolute(self.out_path), labels=labels,
+                       reuse_captions=absolute(reuse) if reuse is not None else None)
     @property
     def torch_threads(self) -> int | None:
         """--threads, else the encoder set's choice (`THREADS`); None keeps torch's default."""

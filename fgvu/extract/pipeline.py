@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fgvu.cache.location import absolute, cache_path
 from fgvu.errors import FgvuError, StorageError, storage_error
 from fgvu.extract.config import ExtractConfig, ExtractConfigError
 from fgvu.extract.encoding import AudioInput, BatchSizes, EncoderSet, SourceEncoder
@@ -116,7 +117,7 @@ class ReusedCaptions:
 
         from fgvu.cache import read_captions, read_spec
 
-        self.cache = Path(cache)
+        self.cache = cache_path(cache)
         self.spec = read_spec(self.cache)
         if "captioner" not in self.spec.encoders:
             raise ExtractConfigError(f"--reuse-captions: cache {self.cache} records no captioner")
@@ -191,7 +192,7 @@ class PartRun:
         summary = ExtractSummary(out=out, parts=[self.part], notices=self.adapter.notices())
         groups = split_parts(items, cfg.parts)[self.part]
         start = time.perf_counter()
-        with PartWriter(out, self.spec, self.part, parts=cfg.parts) as writer:
+        with PartWriter(out, self.spec, self.part, parts=cfg.parts, lease_seconds=cfg.lease_seconds) as writer:
             known = {f["video"] for part in iter_committed_parts(out) for f in part.failures}
             done = writer.committed_videos | set(committed_videos(out, exclude=writer.path))
             pending = [SourceGroup(g.source, [i for i in g.items if i.name not in done]) for g in groups]
@@ -353,7 +354,7 @@ def _run_local(cfg: ExtractConfig, encoders: EncoderSet | None, adapter) -> Extr
     else:
         items = sorted(adapter.items(), key=lambda item: item.name)[: cfg.limit]
     reused = ReusedCaptions(cfg.reuse_captions_path, cfg.sampling) if cfg.reuse_captions_path is not None else None
-    if reused is not None and reused.cache.resolve() == cfg.out_path.resolve():
+    if reused is not None and absolute(reused.cache) == absolute(cfg.out_path):
         raise ExtractConfigError(f"--reuse-captions names the output cache {cfg.out_path}; pass the cache "
                                  "the captions come from, and a new --out for the new encoders")
     prompt = caption_prompt(cfg, adapter, reused)

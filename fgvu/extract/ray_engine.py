@@ -236,7 +236,8 @@ class RayRun:
         parts = cfg.parts_to_run()
         summary = ExtractSummary(out=out, parts=parts)
         with contextlib.ExitStack() as stack:
-            writers = {p: stack.enter_context(PartWriter(out, self.spec, p, parts=cfg.parts)) for p in parts}
+            writers = {p: stack.enter_context(PartWriter(out, self.spec, p, parts=cfg.parts,
+                                                         lease_seconds=cfg.lease_seconds)) for p in parts}
             known = {f["video"] for part in iter_committed_parts(out) for f in part.failures}
             done = set(committed_videos(out))
             sources: list[_Source] = []

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.atomic_io import write_json
+from fgvu.cache.location import absolute, cache_path
 from fgvu.errors import FgvuError
 
 CONFIG = "config.json"
@@ -217,7 +218,7 @@ def stream_dir(run: str | Path, source_name: str) -> Path:
 
 def foreign_tag(cache: str | Path, fingerprint: str) -> str:
     """`<cache folder name>-<8 hex of its fingerprint>`: names another cache's files in a run folder."""
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(cache).resolve().name).lstrip(".")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_path(absolute(cache)).name).lstrip(".")
     return f"{name or 'cache'}-{fingerprint[:8]}"
 
 
@@ -314,7 +315,7 @@ def differences(run: str | Path, cfg, cache: str | Path) -> list[str]:
     before, after = _flat_fit(old), _flat_fit({"fit": cfg.to_dict()})
     changes = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)]
-    cache = str(Path(cache).resolve())
+    cache = absolute(cache)
     if old.get("cache") != cache:
         changes.append(f"cache: {old.get('cache')!r} -> {cache!r}")
     return changes

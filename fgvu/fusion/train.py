@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache import cache_fingerprint, open_cache
+from fgvu.cache.location import absolute
 from fgvu.errors import FgvuError
 from fgvu.fusion import run_folder
 from fgvu.fusion.checkpoint import save_weights
@@ -187,7 +188,7 @@ def _fit_locked(cache: str | Path, cfg: FitConfig, out: Path, progress: bool, ov
 
     run_folder.clear_outputs(out)
     meta = {
-        "fit": cfg.to_dict(), "cache": str(Path(cache).resolve()), "cache_fingerprint": cache_fingerprint(cache),
+        "fit": cfg.to_dict(), "cache": absolute(cache), "cache_fingerprint": cache_fingerprint(cache),
         "dataset": view.spec.dataset, "task": task.name, "device": device, "threads": torch.get_num_threads(),
         "target_names": list(task.targets), "dims": data.dims, "n_outputs": task.n_outputs,
         "splits": plan.names(view), "selected_on": plan.selected_on, "reported_on": plan.reported_on,
