@@ -23,6 +23,9 @@ class RunEncoderOptions:
                                     "clip:ViT-L-14:/path/open_clip_model.bin.", shown="the run's")
     captioner: str | None = opt(None, "Build this captioner instead of the recorded one, e.g. "
                                 "captioner:minigpt4:/path/to/converted.", shown="the run's")
+    audio_encoder: str | None = opt(None, "Build this audio encoder instead of the recorded one (a run that reads "
+                                    "audio), e.g. audio:wavlm-base-plus:/path/to/dir or audio:/path/to/model-dir.",
+                                    shown="the run's")
     cache_spec: str | None = opt(None, "A cache (or its cache.json) made like the run's training cache, when that "
                                  "cache has moved: its encoders, sampling plan and prompt are used.",
                                  shown="the run's training cache")
@@ -31,7 +34,8 @@ class RunEncoderOptions:
     def encoder_options(self) -> dict:
         """The keyword arguments of `Predictor.from_run` these options give."""
         return {"device": self.device, "cache_spec": self.cache_spec, "video_encoder": self.video_encoder,
-                "image_encoder": self.image_encoder, "captioner": self.captioner}
+                "image_encoder": self.image_encoder, "captioner": self.captioner,
+                "audio_encoder": self.audio_encoder}
 
 
 @dataclass(frozen=True, kw_only=True)
