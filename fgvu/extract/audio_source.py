@@ -92,7 +92,7 @@ def read_audio(path: str | Path, n_frames: int, fps: float) -> AudioTrack:
         if not container.streams.audio:
             return AudioTrack.empty(n, AudioIssue("no audio stream", f"{path}: no audio stream; audio masked"))
         stream = container.streams.audio[0]
-        origin = _start_seconds(container.streams.video[0]) if container.streams.video else 0.0
+        origin = start_seconds(container.streams.video[0]) if container.streams.video else 0.0
         track = AudioTrack.empty(n)
         track.source_rate, track.channels = stream.codec_context.sample_rate, stream.codec_context.channels
         _Decoder(path, track, origin).run(container, stream)
@@ -102,7 +102,7 @@ def read_audio(path: str | Path, n_frames: int, fps: float) -> AudioTrack:
     return track
 
 
-def _start_seconds(stream) -> float:
+def start_seconds(stream) -> float:
     """When a stream starts, in seconds of the container's clock (0 when it does not say)."""
     if stream.start_time is None or stream.time_base is None:
         return 0.0
