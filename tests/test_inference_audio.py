@@ -73,3 +73,62 @@ def test_raw_video_prediction_with_audio_equals_extract_then_predict_from_the_ca
 
     view = open_cache(tmp_path / "cache")
     assert view.audio_mask.any()
+
+
+def stream(trained, tmp_path, video="walk", **options):
+    from fgvu.inference.config import StreamConfig
+    from fgvu.inference.stream import StreamRunner
+
+    options = {"source": str(trained.new / f"{video}.mp4"), "device": "cpu", "progress": False, **options}
+    return StreamRunner(trained.predictor, StreamConfig(**options)).run(tmp_path / "stream")
+
+
+@pytest.mark.parametrize("video", ["walk", "short"])
+def test_streaming_with_audio_and_full_lookahead_equals_predict(trained, tmp_path, video):
+    result = stream(trained, tmp_path, video)
+    expected = trained.predicted[video]
+    # as for v,i,t (test_inference_run): the same feature bits, one window at a time through the head
+    np.testing.assert_allclose(result.prediction.values, expected.values, rtol=0, atol=1e-5)
+    assert {w.audio for w in result.windows} == {"final"}
+    assert "audio" in result.latency and result.latency["audio"]["n"] == len(result.windows)
+    assert any(line.startswith("audio: ") and "final" in line for line in result.lines())
+    header = (tmp_path / "stream" / "windows.csv").read_text().splitlines()[0]
+    assert "audio_ms" in header and header.endswith("audio_rows")
+
+
+def test_causal_streaming_with_audio_emits_on_arrival_with_provisional_audio(trained, tmp_path):
+    result = stream(trained, tmp_path, lookahead=0, captions="none")
+    frame = np.arange(result.prediction.n_frames)
+    reach = 60
+    assert (result.emitted_at[reach:] == frame[reach:]).all()  # nothing waits for the soundtrack
+    kinds = [w.audio for w in result.windows]
+    assert "provisional" in kinds and np.isfinite(result.prediction.values).all()
+
+
+def test_streaming_encodes_the_soundtrack_as_it_arrives_and_still_equals_predict(trained, tmp_path):
+    """With audio chunks shorter than the video (the real encoders' are 20 s; the tiny one's 10 s are longer
+    than these clips), the stream encodes chunks while the video plays, one call each, and still gives
+    predict's values: offline and stream use one chunk plan and per-chunk normalization."""
+    import copy
+
+    encoders = copy.copy(trained.predictor.encoders())
+    encoders.audio = copy.copy(encoders.audio)
+    encoders.audio.chunk_seconds, encoders.audio.context_seconds = 0.64, 0.32
+    short_chunks = Predictor.from_run(trained.run, device="cpu", encoders=encoders)
+    offline = short_chunks.predict(trained.new / "walk.mp4")
+    assert np.abs(offline.values - trained.predicted["walk"].values).max() > 1e-4  # the chunks matter
+    from fgvu.inference.config import StreamConfig
+    from fgvu.inference.stream import StreamRunner
+
+    cfg = StreamConfig(source=str(trained.new / "walk.mp4"), device="cpu", progress=False)
+    runner_ = StreamRunner(short_chunks, cfg)
+    result = runner_.run(tmp_path / "stream")
+    np.testing.assert_allclose(result.prediction.values, offline.values, rtol=0, atol=1e-5)
+    from fgvu.extract.audio_features import plan_chunks
+    from fgvu.extract.audio_source import track_samples
+
+    n_chunks = len(plan_chunks(track_samples(offline.n_frames, offline.fps), encoders.audio))
+    assert runner_.audio.chunks_encoded == n_chunks >= 5  # each chunk once
+    assert runner_.audio.chunks_before_end >= n_chunks - 2  # most while the video played
+    audio_ms = [w.times["audio"] for w in result.windows]
+    assert len(audio_ms) == len(result.windows) and max(audio_ms) > 0

@@ -105,6 +105,7 @@ class StreamAudio:
         self.last: tuple[float, np.ndarray] | None = None  # and its last, once the stream has ended
         self.video_frames = 0
         self.chunks_encoded = 0
+        self.chunks_before_end: int | None = None  # chunks encoded while the stream played
         self.masked_windows = 0  # windows given masked audio for want of an audio stream
 
     # ---- the track grows ---------------------------------------------------------------------
@@ -137,6 +138,7 @@ class StreamAudio:
             self.track.mask_silence(blocks)
             self._encode([Chunk(max(0, lo - self.context), stop, lo, hi)])
             done += 1
+        return done
 
     def finish(self, n_frames: int) -> None:
         """The stream ended at `n_frames`: the track's length is known, encode the rest of the plan."""
@@ -145,6 +147,7 @@ class StreamAudio:
         if not self.has_audio:
             return
         self.encode_ready()  # what was fixed before the end, as before it
+        self.chunks_before_end = self.chunks_encoded
         self.track.end(length)
         rest = plan_chunks(length, self.encoder)[self.next_chunk:]
         if rest:
