@@ -132,3 +132,25 @@ def test_streaming_encodes_the_soundtrack_as_it_arrives_and_still_equals_predict
     assert runner_.audio.chunks_before_end >= n_chunks - 2  # most while the video played
     audio_ms = [w.times["audio"] for w in result.windows]
     assert len(audio_ms) == len(result.windows) and max(audio_ms) > 0
+
+
+def test_cli_predict_and_stream_an_audio_run_on_a_video_without_sound(trained, tmp_path):
+    from fgvu.extract.video_source import open_video
+    from fgvu.inference.prediction import read_csv
+
+    mute = write_video_dataset(tmp_path / "mute", layout="aff-wild2", videos=1, frames=70, seed=5)
+    video = mute / "batch1" / "synth-000.mp4"
+    result = invoke("predict", trained.run, video, "--out", tmp_path / "out", "--overlay", tmp_path / "ov.mp4",
+                    "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "no audio stream" in result.output and "1 videos predicted, 0 failed" in result.output
+    frames, values = read_csv(tmp_path / "out" / "synth-000.csv", "va")
+    source = open_video(video).info
+    assert frames.tolist() == list(range(source.n_frames)) and np.isfinite(values).all()
+    assert (tmp_path / "out" / "synth-000.timeline.png").read_bytes()[:4] == b"\x89PNG"
+    assert open_video(tmp_path / "ov.mp4").info.n_frames == source.n_frames
+    result = invoke("stream", trained.run, "--source", video, "--out", tmp_path / "s", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "the source has no audio stream: audio masked" in result.output
+    streamed = read_csv(tmp_path / "s" / "synth-000.csv", "va")[1]
+    np.testing.assert_allclose(streamed, values, rtol=0, atol=1e-5)  # masked audio, as offline masks it
