@@ -75,6 +75,19 @@ def test_raw_video_prediction_with_audio_equals_extract_then_predict_from_the_ca
     assert view.audio_mask.any()
 
 
+def test_predict_features_round_trips_an_audio_run(trained):
+    import fgvu
+    from fgvu.fusion.run_folder import load_val_frames, read_config
+
+    val = load_val_frames(trained.run)  # what training predicted for its validation videos
+    names = read_config(trained.run)["splits"]["val"]
+    again = trained.predictor.predict_features(fgvu.load_cache(trained.cache), videos=names)
+    assert len(again) == len(names) > 0
+    for i, pred in enumerate(again):
+        assert pred.name == val.video_names[i]
+        np.testing.assert_array_equal(pred.values.astype(np.float32), val.y_pred[val.rows_of(i)].astype(np.float32))
+
+
 def stream(trained, tmp_path, video="walk", **options):
     from fgvu.inference.config import StreamConfig
     from fgvu.inference.stream import StreamRunner

@@ -219,10 +219,12 @@ class FrameReader:
         from fgvu.extract.audio_source import AudioPlacer, start_seconds
 
         self._placer = AudioPlacer(start_seconds(self.stream))
-        corrupt = 0
+        corrupt, broken = 0, False
         for packet in self.container.demux(self.stream, self.audio):
             if packet.stream.index == self.stream.index:
                 yield from packet.decode()
+                continue
+            if broken:
                 continue
             t0 = time.perf_counter()
             try:
@@ -231,6 +233,10 @@ class FrameReader:
                 corrupt += 1
                 if corrupt == 1:
                     self.audio_issues.append("corrupt audio packet(s): their time is masked")
+                continue
+            except Exception as e:  # noqa: BLE001 - as read_audio: the rest of the sound is masked, not the video
+                broken = True
+                self.audio_issues.append(f"cannot decode the audio ({type(e).__name__}: {e}); the rest is masked")
                 continue
             if pieces:
                 self._put(Sound(pieces, time.perf_counter() - t0), block=True)
