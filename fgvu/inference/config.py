@@ -58,13 +58,10 @@ class StreamConfig(RunEncoderOptions):
     source: str = opt(MISSING, "A video file, an RTSP/HTTP URL or a V4L2 device (/dev/videoN).")
     out: str | None = opt(None, "Folder for the per-frame CSV (as `fgvu predict` writes it), windows.csv and "
                           "latency.json.", shown="RUN/stream-<source name>")
-    lookahead: int | None = opt(None, "Frames a prediction may wait for later windows. 0 is strictly causal: a "
-                                "frame is emitted on arrival from the windows whose frames have all arrived. By "
-                                "default a frame waits until every window covering it has run, which gives "
-                                "`fgvu predict`'s values (64 does too, for a run without audio). A run that reads audio "
-                                "waits by default until the soundtrack chunks of a window are fixed (predict's "
-                                "values); with a lookahead it uses the audio heard so far.", ge=0,
-                                shown="every covering window")
+    lookahead: int | None = opt(None, "Frames a prediction may wait for later windows; 0 is strictly causal. By "
+                                "default a frame waits for every window covering it (and, reading audio, for "
+                                "its sound chunks): `fgvu predict`'s values. With N, audio heard so far is used.",
+                                ge=0, shown="every covering window")
     realtime: bool = opt(False, "Play a file at its native frame rate and drop frames when processing falls "
                          "behind (URLs and devices always drop when behind).", flag="--realtime")
     latency_budget: float | None = opt(None, "Milliseconds a window may take. With --captions auto the captioner "
