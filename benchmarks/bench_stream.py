@@ -18,9 +18,13 @@ caption for every frame, so the text stream carries nothing and no policy can co
 `--captioner colour` names the hue of the disc (which sets valence), after `--caption-delay` ms per
 caption (sleeping, so it does not take the CPU from the rest), so what a stale caption costs shows;
 with `--realtime` the videos play at their frame rate and frames drop when a policy falls behind.
+`--audio` gives the videos soundtracks and adds a v,i,t,a run (asynchronous captions), streamed with
+full lookahead (its windows wait for their audio chunks: predict's values), and with `--lookahead 64`
+and `0` (provisional audio from what was heard so far; v,i,t at lookahead 0 for comparison).
 
     python benchmarks/bench_stream.py [--videos 12] [--frames 240] [--every 4] [--epochs 15] [--device cpu]
     python benchmarks/bench_stream.py --captioner colour --caption-delay 1250 --realtime --every 2,4,8
+    python benchmarks/bench_stream.py --audio --videos 8 --epochs 8
     python benchmarks/bench_stream.py --smoke     # seconds: checks that it runs
 """
 
@@ -42,7 +46,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from fgvu.cache import open_cache  # noqa: E402
 from fgvu.extract.config import ExtractConfig  # noqa: E402
 from fgvu.extract.encoders.base import Captioner, make_fingerprint  # noqa: E402
-from fgvu.extract.encoders.registry import build_image_text_encoder, build_video_encoder  # noqa: E402
+from fgvu.extract.encoders.registry import (  # noqa: E402
+    build_audio_encoder, build_image_text_encoder, build_video_encoder,
+)
 from fgvu.extract.encoding import EncoderSet  # noqa: E402
 from fgvu.extract.pipeline import run_extract  # noqa: E402
 from fgvu.fusion.config import FitConfig  # noqa: E402
@@ -55,7 +61,7 @@ from fgvu.inference.stream import StreamRunner  # noqa: E402
 from fgvu.synth.videos import write_video_dataset  # noqa: E402
 from timing import add_smoke_flag  # noqa: E402
 
-COMPONENTS = ("decode", "video", "image", "captioner", "text", "fusion", "compute", "end_to_end")
+COMPONENTS = ("decode", "video", "image", "captioner", "text", "audio", "fusion", "compute", "end_to_end")
 HUES = ("red", "orange", "yellow", "lime", "green", "mint", "cyan", "azure", "blue", "violet", "magenta", "rose")
 
 
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=None, help="keep the data, cache and runs here")
+    parser.add_argument("--audio", action="store_true", help="videos with soundtracks, and a v,i,t,a run")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:  # two validation videos (synth's every fourth), every policy
@@ -134,16 +141,20 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     """Extract, fit both runs, stream the validation videos with every policy, print the tables."""
     data = work / "data"
     if not (data / "VA_Estimation_Challenge").exists():
-        write_video_dataset(data, layout="aff-wild2", videos=args.videos, frames=args.frames, seed=0)
+        write_video_dataset(data, layout="aff-wild2", videos=args.videos, frames=args.frames, seed=0,
+                            audio=args.audio)
     encoders = tiny_with(ColourCaptioner(), args.device) if args.captioner == "colour" else None
     t0 = time.perf_counter()
     run_extract(ExtractConfig(dataset="aff-wild2", root=str(data), out=str(work / "cache"), encoders="tiny",
-                              device=args.device, progress=False), encoders=encoders)
+                              audio_encoder=None if args.audio else "none", device=args.device, progress=False),
+                encoders=encoders)
+    if encoders is not None and args.audio:
+        encoders.audio = build_audio_encoder("audio-tiny", device=args.device)
     if encoders is not None:  # streaming: the same captioner, now as slow as asked
         encoders.captioner.delay_s = args.caption_delay / 1000.0
     print(f"extracted {args.videos} videos in {time.perf_counter() - t0:.0f} s")
     runs = {}
-    for letters in (("v", "i", "t"), ("v", "i")):
+    for letters in (("v", "i", "t"), ("v", "i")) + ((("v", "i", "t", "a"),) if args.audio else ()):
         run = work / f"run-{''.join(letters)}"
         cfg = FitConfig(epochs=args.epochs, device=args.device)
         cfg = replace(cfg, model=replace(cfg.model, modalities=letters))
@@ -169,14 +180,24 @@ def measure(args: argparse.Namespace, work: Path) -> None:
                 ("v,i,t  async captions", ("v", "i", "t"), dict(captions="async")),
                 ("v,i,t  no captions", ("v", "i", "t"), dict(captions="none")),
                 ("v,i    (no captioner)", ("v", "i"), dict())]
+    if args.audio:
+        policies += [("v,i,t,a offline (predict)", ("v", "i", "t", "a"), None),
+                     ("v,i,t,a async, full lookahead", ("v", "i", "t", "a"), dict(captions="async")),
+                     ("v,i,t,a async, lookahead 64", ("v", "i", "t", "a"), dict(captions="async", lookahead=64)),
+                     ("v,i,t,a async, lookahead 0", ("v", "i", "t", "a"), dict(captions="async", lookahead=0)),
+                     ("v,i,t  async, lookahead 0", ("v", "i", "t"), dict(captions="async", lookahead=0))]
     rows = []
     for k, (label, letters, options) in enumerate(policies):
         predictor = Predictor.from_run(runs[letters], device=args.device, encoders=encoders)
-        if options is None:  # the baseline: offline predictions of the same videos
+        if options is None:  # offline predictions of the same videos (the first: the baseline)
             offline = {p.name: p for p in predictor.predict_videos(list(sources.values())).predictions}
             y_true = np.concatenate([targets[n][0] for n in sources])
             mask = np.concatenate([targets[n][1] for n in sources])
-            base_ccc = va_metrics(y_true, np.concatenate([offline[n].values for n in sources]), mask)["ccc_mean"]
+            ccc = va_metrics(y_true, np.concatenate([offline[n].values for n in sources]), mask)["ccc_mean"]
+            if k == 0:
+                base_ccc = ccc
+            else:
+                rows.append((label, {}, ccc, [], 0, float("nan"), 0, 0))
             continue
         results = []
         for name, source in sources.items():
@@ -212,11 +233,11 @@ def measure(args: argparse.Namespace, work: Path) -> None:
         staleness = f"{np.median(finite):.0f}/{max(finite):.0f} fr" if finite else ("mean" if stale else "-")
         print(f"{label:<30}{captions:>9}{staleness:>15}{rtf:>6.2f}{dropped:>8}{skipped:>8}{ccc:>10.3f}"
               f"{ccc / base_ccc:>7.3f}")
-    ms = rows[0][1]
-    print("\ncomponents, captions every window (p50 p95 max ms):")
-    for c in COMPONENTS:
-        if c in ms:
-            print(f"  {c:<12}{stats(ms[c])}")
+    for label, ms, *_ in [rows[0]] + [r for r in rows if r[0].startswith("v,i,t,a async") and r[1]]:
+        print(f"\ncomponents, {label.strip()} (p50 p95 max ms):")
+        for c in COMPONENTS:
+            if c in ms:
+                print(f"  {c:<12}{stats(ms[c])}")
     if args.work is not None:
         print(f"\nwork folder: {work}")
 

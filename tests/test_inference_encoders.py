@@ -100,3 +100,29 @@ def test_missing_weights_give_extracts_own_offline_error(monkeypatch):
         build_run_encoders(spec, ("v", "i"), device="cpu")
     assert str(predict_error.value) == str(extract_error.value)
     assert "HF_HUB_OFFLINE" in str(predict_error.value)
+
+
+@pytest.mark.parametrize("fingerprint, name", [
+    (fp("audio", "audio-tiny"), "audio-tiny"),
+    (fp("audio", "wavlm-base-plus", "ab" * 32), "audio:wavlm-base-plus"),
+    (fp("audio", "wav2vec2-base", "cd" * 32), "audio:wav2vec2-base"),
+    (fp("audio", "hubert-base", "ef" * 32), "audio:hubert-base"),
+])
+def test_audio_fingerprints_map_back_to_the_audio_registry(fingerprint, name):
+    from fgvu.extract.encoders.registry import build_audio_encoder
+
+    assert encoder_name("audio", fingerprint) == name
+    if name == "audio-tiny":  # the name rebuilds the very encoder the fingerprint describes
+        assert build_audio_encoder(name, device="cpu").fingerprint["variant"] == "audio-tiny"
+
+
+def test_audio_from_a_local_directory_must_be_named_and_is_only_resolved_when_recorded():
+    with pytest.raises(EncoderError, match="--audio-encoder audio:/path"):
+        encoder_name("audio", fp("audio", "wavlm:my-wavlm", "12" * 32))
+    encoders = {"video": fp("videoprism", "videoprism-tiny"), "image": fp("clip", "clip-tiny"),
+                "captioner": fp("captioner", "captioner-tiny")}
+    assert "audio" not in encoder_names(encoders)  # a cache without audio: no audio encoder
+    with_audio = {**encoders, "audio": fp("audio", "audio-tiny")}
+    assert encoder_names(with_audio)["audio"] == "audio-tiny"
+    assert encoder_names(with_audio, EncoderOverrides(audio_encoder="audio:/w"))["audio"] == "audio:/w"
+    assert roles_read(("i", "a")) == {"image", "audio"}

@@ -92,7 +92,7 @@ def read_audio(path: str | Path, n_frames: int, fps: float) -> AudioTrack:
         if not container.streams.audio:
             return AudioTrack.empty(n, AudioIssue("no audio stream", f"{path}: no audio stream; audio masked"))
         stream = container.streams.audio[0]
-        origin = _start_seconds(container.streams.video[0]) if container.streams.video else 0.0
+        origin = start_seconds(container.streams.video[0]) if container.streams.video else 0.0
         track = AudioTrack.empty(n)
         track.source_rate, track.channels = stream.codec_context.sample_rate, stream.codec_context.channels
         _Decoder(path, track, origin).run(container, stream)
@@ -102,19 +102,55 @@ def read_audio(path: str | Path, n_frames: int, fps: float) -> AudioTrack:
     return track
 
 
-def _start_seconds(stream) -> float:
+def start_seconds(stream) -> float:
     """When a stream starts, in seconds of the container's clock (0 when it does not say)."""
     if stream.start_time is None or stream.time_base is None:
         return 0.0
     return float(stream.start_time * stream.time_base)
 
 
+class AudioPlacer:
+    """Decoded audio frames -> mono pieces at 16 kHz, each with the track sample it starts at.
+
+    Frames with contiguous timestamps form one segment with one resampler; a jump of more than
+    GAP_TOLERANCE, or another rate or layout, starts a new segment at its timestamp (relative to
+    `origin`, the first video frame's time). Pieces come out as the resampler releases them, so
+    the offline reader and a stream (`fgvu.inference.stream_audio`) place the same samples at the
+    same positions. Positions may be negative or lie past the video: the caller cuts.
+    """
+
+    def __init__(self, origin: float):
+        self.origin = origin
+        self.segment: _Segment | None = None
+
+    def add(self, frame) -> list[tuple[int, np.ndarray]]:
+        """The pieces this frame releases (those of a segment it ends first)."""
+        start = self.segment.end if self.segment is not None else 0.0
+        if frame.time is not None:
+            start = float(frame.time) - self.origin
+        seg, out = self.segment, []
+        if seg is None or (seg.rate, seg.layout) != (frame.sample_rate, frame.layout.name) \
+                or abs(start - seg.end) > GAP_TOLERANCE:
+            out = self.close()
+            self.segment = seg = _Segment(start, frame.sample_rate, frame.layout.name)
+        seg.add(frame)
+        return out + seg.drain()
+
+    def close(self) -> list[tuple[int, np.ndarray]]:
+        """Flush the current segment's resampler: its last pieces."""
+        seg, self.segment = self.segment, None
+        if seg is None:
+            return []
+        seg.finish()
+        return seg.drain()
+
+
 class _Decoder:
-    """Decodes packets into contiguous segments and places each one on the track by its timestamp."""
+    """Decodes packets and places the pieces of the AudioPlacer on the track."""
 
     def __init__(self, path: Path, track: AudioTrack, origin: float):
-        self.path, self.track, self.origin = path, track, origin
-        self.segment: _Segment | None = None
+        self.path, self.track = path, track
+        self.placer = AudioPlacer(origin)
         self.corrupt = 0
         self.outside = 0.0  # seconds of sound before the first video frame or after the last
 
@@ -129,7 +165,7 @@ class _Decoder:
                     self.corrupt += 1  # its samples stay masked; the next frame's timestamp places the rest
                     continue
                 for frame in frames:
-                    self._add(frame)
+                    self._place(self.placer.add(frame))
         except av.error.FFmpegError as e:
             self.track.issues.append(AudioIssue(
                 "corrupt audio", f"{self.path}: the audio stream breaks off ({e}); the rest is masked"))
@@ -138,7 +174,7 @@ class _Decoder:
                 "undecodable audio", f"{self.path}: cannot decode the audio ({type(e).__name__}: {e}); the rest "
                 "is masked"))
         try:
-            self._close()  # what was decoded before any error is kept
+            self._place(self.placer.close())  # what was decoded before any error is kept
         except Exception as e:  # noqa: BLE001
             self.track.issues.append(AudioIssue("undecodable audio", f"{self.path}: cannot resample the audio "
                                                 f"({type(e).__name__}: {e}); its last stretch is masked"))
@@ -149,41 +185,27 @@ class _Decoder:
             self.track.issues.append(AudioIssue(
                 "longer than the video", f"{self.path}: {self.outside:.2f} s of audio outside the video dropped"))
 
-    def _add(self, frame) -> None:
-        start = self.segment.end if self.segment is not None else 0.0
-        if frame.time is not None:
-            start = float(frame.time) - self.origin
-        seg = self.segment
-        if seg is None or (seg.rate, seg.layout) != (frame.sample_rate, frame.layout.name) \
-                or abs(start - seg.end) > GAP_TOLERANCE:
-            self._close()
-            self.segment = seg = _Segment(start, frame.sample_rate, frame.layout.name)
-        seg.add(frame)
-
-    def _close(self) -> None:
-        """Flush the current segment onto the track."""
-        seg, self.segment = self.segment, None
-        if seg is None:
-            return
-        mono = seg.finish()
-        first = int(round(seg.start * RATE))
-        lo, hi = max(first, 0), min(first + len(mono), len(self.track.samples))
-        self.outside += (len(mono) - max(hi - lo, 0)) / RATE
-        if hi > lo:
-            self.track.samples[lo:hi] = mono[lo - first: hi - first]
-            self.track.valid[lo:hi] = True
+    def _place(self, pieces) -> None:
+        for first, mono in pieces:
+            lo, hi = max(first, 0), min(first + len(mono), len(self.track.samples))
+            self.outside += (len(mono) - max(hi - lo, 0)) / RATE
+            if hi > lo:
+                self.track.samples[lo:hi] = mono[lo - first: hi - first]
+                self.track.valid[lo:hi] = True
 
 
 class _Segment:
-    """Frames with contiguous timestamps, resampled to RATE and downmixed to mono."""
+    """Frames with contiguous timestamps, resampled to RATE and downmixed to mono, piece by piece."""
 
     def __init__(self, start: float, rate: int, layout: str):
         import av
 
         self.start, self.end, self.rate, self.layout = start, start, rate, layout
+        self.first = int(round(start * RATE))  # the track sample of the segment's first sample
+        self.placed = 0  # samples released so far
         self.resampler: av.AudioResampler | None = None
         self.keep: np.ndarray | None = None  # the channels the downmix averages
-        self.chunks: list[np.ndarray] = []
+        self.pending: list[tuple[int, np.ndarray]] = []  # pieces not drained yet
 
     def add(self, frame) -> None:
         import av
@@ -198,14 +220,19 @@ class _Segment:
         self._take(self.resampler.resample(frame))
 
     def _take(self, frames) -> None:
-        for out in frames:
-            self.chunks.append(out.to_ndarray()[self.keep].mean(axis=0, dtype=np.float32))
+        for frame in frames:
+            mono = np.clip(frame.to_ndarray()[self.keep].mean(axis=0, dtype=np.float32), -1.0, 1.0)
+            self.pending.append((self.first + self.placed, mono.astype(np.float32, copy=False)))
+            self.placed += len(mono)
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> None:
         if self.resampler is not None:
             self._take(self.resampler.resample(None))
-        mono = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
-        return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+
+    def drain(self) -> list[tuple[int, np.ndarray]]:
+        """The (first track sample, mono samples) pieces released since the last drain."""
+        out, self.pending = self.pending, []
+        return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

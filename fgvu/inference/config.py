@@ -23,6 +23,9 @@ class RunEncoderOptions:
                                     "clip:ViT-L-14:/path/open_clip_model.bin.", shown="the run's")
     captioner: str | None = opt(None, "Build this captioner instead of the recorded one, e.g. "
                                 "captioner:minigpt4:/path/to/converted.", shown="the run's")
+    audio_encoder: str | None = opt(None, "Build this audio encoder instead of the recorded one (a run that reads "
+                                    "audio), e.g. audio:wavlm-base-plus:/path/to/dir or audio:/path/to/model-dir.",
+                                    shown="the run's")
     cache_spec: str | None = opt(None, "A cache (or its cache.json) made like the run's training cache, when that "
                                  "cache has moved: its encoders, sampling plan and prompt are used.",
                                  shown="the run's training cache")
@@ -31,7 +34,8 @@ class RunEncoderOptions:
     def encoder_options(self) -> dict:
         """The keyword arguments of `Predictor.from_run` these options give."""
         return {"device": self.device, "cache_spec": self.cache_spec, "video_encoder": self.video_encoder,
-                "image_encoder": self.image_encoder, "captioner": self.captioner}
+                "image_encoder": self.image_encoder, "captioner": self.captioner,
+                "audio_encoder": self.audio_encoder}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,10 +58,10 @@ class StreamConfig(RunEncoderOptions):
     source: str = opt(MISSING, "A video file, an RTSP/HTTP URL or a V4L2 device (/dev/videoN).")
     out: str | None = opt(None, "Folder for the per-frame CSV (as `fgvu predict` writes it), windows.csv and "
                           "latency.json.", shown="RUN/stream-<source name>")
-    lookahead: int | None = opt(None, "Frames a prediction may wait for later windows. 0 is strictly causal: a "
-                                "frame is emitted on arrival from the windows whose frames have all arrived. By "
-                                "default a frame waits until every window covering it has run, which gives "
-                                "`fgvu predict`'s values (64 does too).", ge=0, shown="every covering window")
+    lookahead: int | None = opt(None, "Frames a prediction may wait for later windows; 0 is strictly causal. By "
+                                "default a frame waits for every window covering it (and, reading audio, for "
+                                "its sound chunks): `fgvu predict`'s values. With N, audio heard so far is used.",
+                                ge=0, shown="every covering window")
     realtime: bool = opt(False, "Play a file at its native frame rate and drop frames when processing falls "
                          "behind (URLs and devices always drop when behind).", flag="--realtime")
     latency_budget: float | None = opt(None, "Milliseconds a window may take. With --captions auto the captioner "

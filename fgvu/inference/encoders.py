@@ -11,10 +11,16 @@ preprocessing). `encoder_name` maps a fingerprint back to a name of the encoder 
 | image     | `clip`                 | `<model>:<pretrained tag>`    | `clip:<model>:<tag>`              |
 | captioner | `captioner`            | `captioner-tiny`              | `captioner-tiny`                  |
 | captioner | `captioner:minigpt4`   | the LLM variant               | the paper set's `captioner:minigpt4:models/minigpt4` |
+| audio     | `audio`                | `audio-tiny`                  | `audio-tiny`                      |
+| audio     | `audio`                | `wavlm-base-plus`, `wav2vec2-base`, `hubert-base` | `audio:<variant>` (hub weights) |
+
+A cache without audio records no audio role, and a run that does not read audio gets no audio
+encoder at all (`none`): its extraction skips the soundtrack.
 
 Weights given as a local file or directory (`clip:<model>:/path`, `captioner:/dir`) are not
 recorded in the fingerprint, only their sha256: the user names them (`--image-encoder`,
-`--captioner`, `--video-encoder`). Whatever the name, the encoder is built exactly as
+`--captioner`, `--video-encoder`, `--audio-encoder`; an audio model from a local directory is
+recorded as `<model type>:<directory name>`). Whatever the name, the encoder is built exactly as
 `fgvu extract` builds it (`fgvu.extract.pipeline.build_encoders`), so missing weights give
 extract's error, and the built encoder's fingerprint must equal the recorded one for every
 stream the run reads: other weights would make the predictions meaningless.
@@ -31,9 +37,12 @@ from fgvu.extract.encoders.registry import ENCODER_SETS, VIDEO_ENCODERS
 from fgvu.modalities import MODALITIES
 
 # encoder role -> the ExtractConfig field (and command-line option) that names it
-ROLE_OPTIONS = {"video": "video_encoder", "image": "image_encoder", "captioner": "captioner"}
+ROLE_OPTIONS = {"video": "video_encoder", "image": "image_encoder", "captioner": "captioner",
+                "audio": "audio_encoder"}
+# roles a cache may lack (then nothing is built for them)
+OPTIONAL_ROLES = ("audio",)
 # the fingerprint roles each modality's features depend on
-MODALITY_ROLES = {"video": ("video",), "image": ("image",), "text": ("captioner", "text")}
+MODALITY_ROLES = {"video": ("video",), "image": ("image",), "text": ("captioner", "text"), "audio": ("audio",)}
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class EncoderOverrides:
     video_encoder: str | None = None
     image_encoder: str | None = None
     captioner: str | None = None
+    audio_encoder: str | None = None
 
     def for_role(self, role: str) -> str | None:
         return getattr(self, ROLE_OPTIONS[role])
@@ -75,15 +85,26 @@ def encoder_name(role: str, fingerprint: dict) -> str:
             return ENCODER_SETS["paper"]["captioner"]
         if name == "captioner":
             raise _not_recorded(role, fingerprint, "captioner:/path/to/model-dir")
+    if role == "audio" and name == "audio":
+        from fgvu.extract.encoders.audio import HUB_MODELS
+
+        if variant == "audio-tiny":
+            return "audio-tiny"
+        if variant in HUB_MODELS:
+            return f"audio:{variant}"
+        raise _not_recorded(role, fingerprint, "audio:/path/to/model-dir")
     raise EncoderError(f"the run's {role} encoder fingerprint ({name} {variant!r}) names no encoder this fgvu can "
                        "build; name one with --" + ROLE_OPTIONS.get(role, role).replace("_", "-"))
 
 
 def encoder_names(encoders: dict[str, dict], overrides: EncoderOverrides = EncoderOverrides(),
                   roles=tuple(ROLE_OPTIONS)) -> dict[str, str]:
-    """role -> registry name for `roles`: the user's override, else the name the fingerprint leads to."""
+    """role -> registry name for `roles`: the user's override, else the name the fingerprint leads to.
+    An optional role (audio) the cache does not record is left out."""
     names = {}
     for role in roles:
+        if role in OPTIONAL_ROLES and role not in encoders and overrides.for_role(role) is None:
+            continue
         if role not in encoders:
             raise EncoderError(f"the run's cache records no {role} encoder")
         names[role] = overrides.for_role(role) or encoder_name(role, encoders[role])
@@ -109,7 +130,8 @@ def check_fingerprints(recorded: dict[str, dict], built: dict[str, dict], roles)
     if problems:
         raise EncoderError("the encoders built now differ from the ones the run was trained with, so its "
                            "predictions would mean nothing: " + "; ".join(problems)
-                           + ". Pass the run's own weights with --video-encoder, --image-encoder or --captioner")
+                           + ". Pass the run's own weights with --video-encoder, --image-encoder, --captioner or "
+                           "--audio-encoder")
 
 
 def _short(value) -> str:
@@ -144,11 +166,13 @@ def build_run_encoders(spec, modalities, device: str = "auto", overrides: Encode
     from fgvu.extract.pipeline import build_encoders
 
     reads = roles_read(modalities)
-    names = encoder_names(spec.encoders, overrides)
+    # the soundtrack is decoded and encoded only for a run that reads audio
+    names = encoder_names(spec.encoders, overrides, [r for r in ROLE_OPTIONS if r not in OPTIONAL_ROLES or r in reads])
+    options = {"audio_encoder": "none", **{ROLE_OPTIONS[role]: name for role, name in names.items()}}
     generation = (spec.encoders.get("captioner", {}).get("preprocessing") or {}).get("generation") or {}
     cfg = ExtractConfig(dataset="folder", encoders="tiny", device=device, progress=progress,
                         max_new_tokens=int(generation.get("max_new_tokens") or ExtractConfig.max_new_tokens),
-                        **{ROLE_OPTIONS[role]: name for role, name in names.items()})
+                        **options)
     encoders = build_encoders(cfg)
     check_fingerprints(spec.encoders, encoders.fingerprints(), reads)
     if "captioner" not in reads:

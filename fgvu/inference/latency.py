@@ -1,7 +1,8 @@
 """Per-window latency of each stream component, summarised as p50 / p95 / max.
 
 Components: `decode` (decoding and converting the frames since the previous window, in the reader
-thread), one entry per encoder (`video`, `image`, `captioner`, `text`), `fusion` (the fusion head),
+thread), one entry per encoder (`video`, `image`, `captioner`, `text`; `audio`: the soundtrack
+chunks encoded since the previous window and the window's pooling), `fusion` (the fusion head),
 `compute` (the critical path of the window: every component that ran in the main thread) and
 `end_to_end` (from the arrival of the window's last frame to its predictions, queueing included).
 The asynchronous captioner's calls are `captioner (async)`, off the critical path.
@@ -15,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-COMPONENT_ORDER = ("decode", "video", "image", "captioner", "text", "fusion", "compute", "end_to_end",
+COMPONENT_ORDER = ("decode", "video", "image", "captioner", "text", "audio", "fusion", "compute", "end_to_end",
                    "captioner (async)")
 
 

@@ -67,7 +67,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", *, cache_spec: str | Path | None = None,
                  video_encoder: str | None = None, image_encoder: str | None = None,
-                 captioner: str | None = None, encoders=None) -> "Predictor":
+                 captioner: str | None = None, audio_encoder: str | None = None, encoders=None) -> "Predictor":
         """Load a finished `fgvu fit` run. Its cache's cache.json (or `cache_spec`: a cache folder or a
         cache.json) says which encoders, sampling plan and prompt made its features; the encoder
         options replace a recorded encoder by a registry name (local weights). Encoders are only
@@ -81,7 +81,7 @@ class Predictor:
         spec = _run_spec(Path(run), ckpt.meta, cache_spec)
         if spec.task != ckpt.task:
             raise PredictorError(f"cache spec {spec.dataset} is for the {spec.task} task, run {run} predicts {ckpt.task}")
-        predictor = cls(run, ckpt, spec, device, EncoderOverrides(video_encoder, image_encoder, captioner))
+        predictor = cls(run, ckpt, spec, device, EncoderOverrides(video_encoder, image_encoder, captioner, audio_encoder))
         if encoders is not None:
             check_fingerprints(spec.encoders, encoders.fingerprints(), roles_read(predictor.modalities))
             predictor._encoders = encoders

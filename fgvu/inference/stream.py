@@ -3,11 +3,15 @@
 Frames come from `stream_source.FrameReader` (a decoding thread). Each window runs as soon as its
 frames are in (`stream_windows.WindowSchedule`): the grid frames no earlier window encoded go
 through CLIP, the window's clip through VideoPrism, its caption frames through the caption policy
-(`stream_captions`), and the window through the fusion head, from the same feature gathering
-and normalisation as offline (`FeatureData` over a one-window view). Every feature is rounded to
+(`stream_captions`), its soundtrack through the audio encoder (`stream_audio`: the reader decodes
+the container's audio in the same pass), and the window through the fusion head, from the same
+feature gathering and normalisation as offline (`FeatureData` over a one-window view, built from
+the modality registry: grids, clips, masked modalities and their masks). Every feature is rounded to
 float16 as the cache stores it. `stream_windows.FrameEmitter` then emits per-frame predictions
 by the lookahead rule into the same CSV `fgvu predict` writes. With the default (full) lookahead
-and captions every window, the values are those of `fgvu predict` on the same file.
+and captions every window, the values are those of `fgvu predict` on the same file: a run that
+reads audio then waits, before fusing a window, until the audio chunks its steps pool are fixed
+(`StreamAudio.final`); with `--lookahead N` it fuses at once, with provisional audio rows.
 
 Before the first frame, every encoder runs once on blank frames of the stream's size (JIT
 compilation, caches) and once more to measure what a window costs: the caption policy for a
@@ -18,89 +22,34 @@ from __future__ import annotations
 
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fgvu.inference.latency import LatencyLog, latency_lines
+from fgvu.extract.audio_source import RATE
+from fgvu.inference.latency import LatencyLog
 from fgvu.inference.prediction import CsvRows, VideoPrediction
-from fgvu.inference.stream_captions import CaptionBook, CaptionPolicy, choose_policy
-from fgvu.inference.stream_source import End, FrameReader, StreamInfo, open_stream
+from fgvu.inference.stream_audio import StreamAudio
+from fgvu.inference.stream_captions import CaptionBook, choose_policy
+from fgvu.inference.stream_report import StreamResult, WindowRecord, write_stream_outputs
+from fgvu.inference.stream_source import End, FrameReader, Sound, StreamInfo, open_stream
 from fgvu.inference.stream_windows import FrameEmitter, WindowSchedule, window_positions
+from fgvu.modalities import MODALITIES
 from fgvu.tasks import get_task
 
-WINDOW_FIELDS = ("window", "start", "ready_frame", "status", "padded", "decode_ms", "video_ms", "image_ms",
-                 "captioner_ms", "text_ms", "fusion_ms", "compute_ms", "end_to_end_ms", "caption_staleness_frames")
-
-
 @dataclass
-class WindowRecord:
-    """What happened to one window: run or skipped (a frame it reads was dropped), and its timings (s)."""
+class _Pending:
+    """A window whose pictures and captions are encoded, waiting for its audio rows and the fusion head."""
 
-    window: int
+    record: WindowRecord
     start: int
-    ready_frame: int
-    status: str
-    padded: bool
-    times: dict = field(default_factory=dict)
-    end_to_end_s: float | None = None
-    staleness: float | None = None  # the farthest caption-grid position from its caption, in frames
-
-    def row(self) -> list:
-        ms = [f"{self.times[k] * 1000:.2f}" if k in self.times else "" for k in
-              ("decode", "video", "image", "captioner", "text", "fusion", "compute")]
-        e2e = f"{self.end_to_end_s * 1000:.2f}" if self.end_to_end_s is not None else ""
-        stale = "" if self.staleness is None or np.isnan(self.staleness) else f"{self.staleness:g}"
-        return [self.window, self.start, self.ready_frame, self.status, int(self.padded), *ms, e2e, stale]
-
-
-@dataclass
-class StreamResult:
-    """A finished stream: its predictions, when each frame was emitted, per-window records and figures."""
-
-    info: StreamInfo
-    prediction: VideoPrediction
-    emitted_at: np.ndarray  # [n] the newest frame that had arrived when each frame was emitted
-    windows: list[WindowRecord]
-    latency: dict
-    policy: CaptionPolicy
-    dropped: int
-    end_reason: str
-    wall_s: float
-    warmup_s: float
-    budget_ms: float | None = None
-    files: dict = field(default_factory=dict)
-
-    @property
-    def real_time_factor(self) -> float:
-        """Wall time over the stream's duration: below 1 keeps up with the stream."""
-        return self.wall_s / max(self.prediction.duration_s, 1e-9)
-
-    @property
-    def skipped(self) -> int:
-        return sum(w.status == "skipped" for w in self.windows)
-
-    def lines(self) -> list[str]:
-        """The end-of-stream report."""
-        info, pred = self.info, self.prediction
-        run = len(self.windows) - self.skipped
-        stale = [w.staleness for w in self.windows if w.staleness is not None and not np.isnan(w.staleness)]
-        out = [f"stream {info.source} ({info.kind}, {info.fps:g} fps, {info.width}x{info.height}): {pred.n_frames} "
-               f"frames in {self.wall_s:.1f} s, real-time factor {self.real_time_factor:.2f} "
-               "(wall time / stream time; below 1 keeps up)",
-               f"ended: {self.end_reason}; windows: {run} run, {self.skipped} skipped; frames dropped: {self.dropped}; "
-               f"warm-up {self.warmup_s:.1f} s",
-               self.policy.describe()]
-        if stale:
-            out.append(f"caption staleness (frames from the caption each window read): p50 "
-                       f"{np.percentile(stale, 50):g}, max {max(stale):g} ({max(stale) / info.fps:.2f} s)")
-        if self.budget_ms is not None:
-            over = sum(w.end_to_end_s is not None and w.end_to_end_s * 1000 > self.budget_ms for w in self.windows)
-            out.append(f"windows over the {self.budget_ms:g} ms budget (end to end): {over} of {run}")
-        out.append("latency per window:")
-        out += ["  " + line for line in latency_lines(self.latency)]
-        return out
+    rows: dict
+    valid: np.ndarray
+    image: np.ndarray | None  # its image-grid positions (where its audio rows lie)
+    n_frames: int | None
+    limit: int  # its steps at or past this frame are padding
+    arrived: float | None  # when its last frame arrived
 
 
 class StreamRunner:
@@ -119,7 +68,8 @@ class StreamRunner:
     # ---- one window --------------------------------------------------------------------------
 
     def _view(self, start: int, rows: dict, valid: np.ndarray):
-        """A one-window, in-memory CacheView holding `rows` (stream name -> float16 rows of the window)."""
+        """A one-window, in-memory CacheView holding `rows` (modality letter -> float16 rows of the window;
+        a masked modality's mask under its `mask_key`)."""
         from fgvu.cache import CacheView, VideoTable
 
         zero = np.zeros(1, np.int64)
@@ -127,13 +77,17 @@ class StreamRunner:
                             width=zero, height=zero, image_offset=zero, text_offset=zero, window_offset=zero,
                             frame_offset=zero, missing_frames=zero)
         arrays = {}
-        for grid, key in (("image", "image"), ("caption", "text")):
-            if grid in rows:
-                arrays[key] = rows[grid]
-                arrays[f"{grid}_index"] = np.arange(len(rows[grid]), dtype=np.int64)[None]
-                arrays[f"{grid}_frame"] = start + self.offsets[grid]
-        if "clip" in rows:
-            arrays["video"] = {self.ckpt.cfg.video_frames: rows["clip"][None]}
+        for letter in self.modalities:
+            m = MODALITIES[letter]
+            if m.storage == "clip":
+                arrays[m.name] = {self.ckpt.cfg.video_frames: rows[letter][None]}
+                continue
+            grid = m.on_grid
+            arrays[m.name] = rows[letter]
+            arrays[grid.index_key] = np.arange(len(rows[letter]), dtype=np.int64)[None]
+            arrays[grid.frames_key] = start + self.offsets[grid.name]
+            if m.masked:
+                arrays[m.mask_key] = rows[m.mask_key]
         k = len(self.task.targets)
         return CacheView(path=Path("<stream>"), spec=self.spec, videos=videos, window_video=zero,
                          window_start=np.array([start]), valid=valid[None], targets=np.zeros((1, k), np.float32),
@@ -148,30 +102,32 @@ class StreamRunner:
         return step_values(self.predictor.task, steps)[0]
 
     def _encode(self, positions: dict, frames: dict, times: dict, window: int) -> tuple[dict, float | None]:
-        """float16 rows of each stream the run reads for one window, and how stale its captions were."""
+        """float16 rows of the run's picture and text streams for one window (modality letter -> rows), and
+        how stale its captions were. Audio rows come later (`_fuse_ready`): they may wait for the soundtrack."""
         enc, rows, staleness = self.encoders, {}, None
-        if "image" in positions:
+        if "i" in self.modalities:
             new = [g for g in np.unique(positions["image"]).tolist() if g not in self.image_rows]
             if new:
                 with self.log.time("image", times):
                     out = np.asarray(enc.image_text.encode_images(np.stack([frames[g] for g in new])), np.float32)
                 self.image_rows.update(zip(new, out.astype(np.float16)))
-            rows["image"] = np.stack([self.image_rows[g] for g in positions["image"].tolist()])
-        if "clip" in positions:
+            rows["i"] = np.stack([self.image_rows[g] for g in positions["image"].tolist()])
+        if "v" in self.modalities:
             with self.log.time("video", times):
                 clip = enc.video.encode_clips(np.stack([frames[p] for p in positions["clip"].tolist()])[None])
-            rows["clip"] = np.asarray(clip, np.float32)[0].astype(np.float16)
-        if "caption" in positions:
+            rows["v"] = np.asarray(clip, np.float32)[0].astype(np.float16)
+        if "t" in self.modalities:
             self.book.before_window(window, positions["caption"], frames, times)
-            rows["caption"], stale = self.book.features(positions["caption"])
+            rows["t"], stale = self.book.features(positions["caption"])
             staleness = float(np.max(stale))
         return rows, staleness
 
     def _needed(self, positions: dict, window: int) -> set[int]:
         """The frames the window must still have: its clip, image frames not yet encoded, inline captions."""
-        need = set(positions.get("clip", np.zeros(0, np.int64)).tolist())
-        need |= {g for g in positions.get("image", np.zeros(0, np.int64)).tolist() if g not in self.image_rows}
-        if "caption" in positions:
+        need = set(positions["clip"].tolist()) if "v" in self.modalities else set()
+        if "i" in self.modalities:
+            need |= {g for g in positions["image"].tolist() if g not in self.image_rows}
+        if "t" in self.modalities:
             need |= set(self.book.to_caption(window, positions["caption"]))
         return need
 
@@ -188,17 +144,48 @@ class StreamRunner:
         times["decode"], self.pending_decode = self.pending_decode, 0.0
         self.log.add("decode", times["decode"])
         rows, record.staleness = self._encode(positions, frames, times, index)
-        valid = start + np.arange(self.plan.window) < (n_frames if n_frames is not None else ready_frame + 1)
-        with self.log.time("fusion", times):
-            values = self._fuse(start, rows, valid)
-        times["compute"] = sum(v for k, v in times.items() if k != "decode")
-        self.log.add("compute", times["compute"])
-        if ready_frame in arrived_at:
-            record.end_to_end_s = time.perf_counter() - arrived_at[ready_frame]
-            self.log.add("end_to_end", record.end_to_end_s)
-        steps = start + self.every * np.arange(len(values))
         limit = n_frames if n_frames is not None else ready_frame + 1
-        self.emitter.add_window(start, values, steps < limit)
+        self.pending.append(_Pending(record, start, rows, start + np.arange(self.plan.window) < limit,
+                                     positions.get("image"), n_frames, limit, arrived_at.get(ready_frame)))
+        self._fuse_ready()
+
+    def _encode_audio(self) -> None:
+        """Encode the soundtrack chunks that are fixed now; their time goes to the next window fused."""
+        if self.audio is not None:
+            t0 = time.perf_counter()
+            if self.audio.encode_ready():
+                self.pending_audio += time.perf_counter() - t0
+
+    def _fuse_ready(self, force: bool = False) -> None:
+        """Fuse the waiting windows, in order, whose audio rows are ready (all of them with `force`)."""
+        while self.pending:
+            job = self.pending[0]
+            times = job.record.times
+            if self.audio is not None:
+                audio = self.audio
+                final = audio.final(job.image, job.n_frames)
+                if not (final or force or self.cfg.lookahead is not None):
+                    return  # full lookahead: wait until the audio is as offline
+                t0 = time.perf_counter()
+                audio_rows, audio_mask = audio.rows(job.image, job.n_frames)
+                times["audio"], self.pending_audio = time.perf_counter() - t0 + self.pending_audio, 0.0
+                self.log.add("audio", times["audio"])
+                job.rows["a"], job.rows[MODALITIES["a"].mask_key] = audio_rows.astype(np.float16), audio_mask
+                job.record.audio = "masked" if not audio.has_audio else "final" if final else "provisional"
+            with self.log.time("fusion", times):
+                values = self._fuse(job.start, job.rows, job.valid)
+            times["compute"] = sum(v for k, v in times.items() if k != "decode")
+            self.log.add("compute", times["compute"])
+            if job.arrived is not None:
+                job.record.end_to_end_s = time.perf_counter() - job.arrived
+                self.log.add("end_to_end", job.record.end_to_end_s)
+            steps = job.start + self.every * np.arange(len(values))
+            self.emitter.add_window(job.start, values, steps < job.limit)
+            self.pending.pop(0)
+
+    def _settled(self) -> int:
+        """The first window start whose values are not in the emitter yet (waiting, or not run)."""
+        return self.pending[0].start if self.pending else self.schedule.next_start
 
     # ---- warm-up ---------------------------------------------------------------------------------
 
@@ -207,8 +194,16 @@ class StreamRunner:
         blank = np.zeros((*size, 3), np.uint8)
         enc, dims, window = self.encoders, self.spec.dims, self.plan.window
         steady = {name: max(1, int(np.sum(o >= window - self.plan.stride))) for name, o in self.offsets.items()}
-        width = {"image": dims.get("image"), "clip": dims.get("video"), "caption": dims.get("text")}
-        blank_rows = {name: np.zeros((len(o), width[name]), np.float16) for name, o in self.offsets.items()}
+        blank_rows = {}
+        for letter in self.modalities:
+            m = MODALITIES[letter]
+            blank_rows[letter] = np.zeros((len(self.offsets["clip" if m.storage == "clip" else m.grid]),
+                                           dims[m.name]), np.float16)
+            if m.masked:
+                blank_rows[m.mask_key] = np.ones(len(blank_rows[letter]), bool)
+        if "a" in self.modalities:  # one chunk of the soundtrack, with its context on both sides
+            a = enc.audio
+            sound = np.zeros((1, int((a.chunk_seconds + 2 * a.context_seconds) * RATE) + a.receptive_field), np.float32)
         costs: dict[str, float] = {}
         for _ in range(2):
             times: dict[str, float] = {}
@@ -219,11 +214,13 @@ class StreamRunner:
                 times[component] = (time.perf_counter() - start) * 1000.0
                 return result
 
-            if "image" in self.offsets:
+            if "i" in self.modalities:
                 timed("image", lambda: enc.image_text.encode_images(np.stack([blank] * steady["image"])))
-            if "clip" in self.offsets:
+            if "v" in self.modalities:
                 timed("video", lambda: enc.video.encode_clips(np.stack([blank] * len(self.offsets["clip"]))[None]))
-            if "caption" in self.offsets:
+            if "a" in self.modalities:
+                timed("audio", lambda: enc.audio.encode_waves(sound))
+            if "t" in self.modalities:
                 texts = timed("captioner", lambda: enc.captioner.caption(np.stack([blank] * steady["caption"]),
                                                                        self.spec.caption_prompt))
                 timed("text", lambda: enc.image_text.encode_texts(list(texts)))
@@ -258,10 +255,12 @@ class StreamRunner:
         self.book = CaptionBook(policy, self.encoders, self.spec.caption_prompt, fallback, self.log)
         self.schedule = WindowSchedule(self.plan, self.offsets)
         self.emitter = FrameEmitter(self.every, self.n_values, cfg.lookahead)
-        self.records, self.image_rows, self.pending_decode = [], {}, 0.0
+        self.records, self.image_rows, self.pending_decode, self.pending_audio, self.pending = [], {}, 0.0, 0.0, []
+        self.audio = (StreamAudio(self.encoders.audio, info.fps, self.plan.image_every, info.has_audio)
+                      if "a" in self.modalities else None)
         out = Path(out) if out is not None else Path(cfg.out) if cfg.out else stream_dir(self.predictor.run, info.name)
         reader = FrameReader(container, stream, info, size, realtime=cfg.realtime, capacity=self.plan.window,
-                             max_frames=cfg.max_frames)
+                             max_frames=cfg.max_frames, audio=self.audio is not None)
         frames, arrived_at, emitted_at, values = {}, {}, [], []
         arrived, n_frames, reason = -1, 0, "end of stream"
         started = time.perf_counter()
@@ -286,14 +285,22 @@ class StreamRunner:
                     if isinstance(item, End):
                         n_frames, reason = item.n_frames, item.reason
                         break
+                    if isinstance(item, Sound):
+                        self.audio.add_pieces(item.pieces)
+                        self.pending_decode += item.decode_s
+                        continue
                     arrived = item.index
                     # a file read as fast as it is taken arrives when taken; a paced or live one when queued
                     frames[item.index] = item.image
                     arrived_at[item.index] = item.arrived if reader.drop else time.perf_counter()
                     self.pending_decode += item.decode_s
+                    if self.audio is not None:
+                        self.audio.frames_arrived(arrived + 1)
+                        self._encode_audio()
+                        self._fuse_ready()
                     for start in self.schedule.ready(arrived):
                         self._window(start, frames, None, start + self.schedule.reach, arrived_at)
-                    emit(self.schedule.next_start)
+                    emit(self._settled())
                     self._forget(frames, arrived_at)
                     bar.update(1)
             except KeyboardInterrupt:
@@ -301,8 +308,13 @@ class StreamRunner:
             finally:
                 reader.stop()
             if n_frames > 0:
+                if self.audio is not None:  # the track's length is known: the rest of its chunks
+                    t0 = time.perf_counter()
+                    self.audio.finish(n_frames)
+                    self.pending_audio += time.perf_counter() - t0
                 for start in self.schedule.tail(n_frames):
                     self._window(start, frames, n_frames, n_frames - 1, arrived_at)
+                self._fuse_ready(force=True)
                 arrived = n_frames - 1
                 emit(None, n_frames)
         self.book.close()
@@ -312,12 +324,25 @@ class StreamRunner:
                                      source=Path(info.source) if not info.live else None,
                                      size=(info.width, info.height))
         result = StreamResult(info, prediction, np.asarray(emitted_at, np.int64), self.records, self.log.summary(),
-                              policy, reader.dropped, reason, wall_s, warmup_s, cfg.latency_budget)
+                              policy, reader.dropped, reason, wall_s, warmup_s, cfg.latency_budget,
+                              audio_lines=self._audio_lines(reader))
         result.files = write_stream_outputs(result, out, cfg.thumbnails)
         return result
 
+    def _audio_lines(self, reader) -> list[str]:
+        if self.audio is None:
+            return []
+        kinds = [w.audio for w in self.records if w.audio]
+        counts = ", ".join(f"{kinds.count(k)} {k}" for k in ("final", "provisional", "masked") if k in kinds)
+        line = f"audio: {self.audio.chunks_encoded} chunk(s) encoded; windows' audio rows: {counts or 'none'}"
+        if not self.audio.has_audio:
+            line += " (the source has no audio stream: audio masked)"
+        return [line] + [f"audio warning: {issue}" for issue in reader.audio_issues]
+
     def _forget(self, frames: dict, arrived_at: dict) -> None:
         """Drop frames and image rows no window still to run reads (those before the next window's start)."""
+        if self.audio is not None:
+            self.audio.forget_before(self._settled())
         keep_from = self.schedule.next_start
         for table in (frames, arrived_at, self.image_rows):
             for f in [f for f in table if f < keep_from]:
@@ -329,37 +354,3 @@ class StreamRunner:
 
         return tqdm(total=info.n_frames, unit="frame", desc=f"stream {info.name}", disable=not self.cfg.progress,
                     dynamic_ncols=True)
-
-
-def write_stream_outputs(result: StreamResult, out: Path, thumbnails: int = 6) -> dict[str, Path]:
-    """windows.csv, latency.json, the timeline (thumbnails for a file) and, for tasks with events, the event
-    list, next to the per-frame CSV the stream wrote as it went."""
-    import csv
-
-    from fgvu.atomic_io import write_json
-    from fgvu.inference.outputs import output_paths
-    from fgvu.inference.events import write_events
-    from fgvu.inference.timeline import read_thumbnails, write_timeline
-
-    pred = result.prediction
-    paths = output_paths(out, pred.name)
-    files = {"csv": paths["csv"], "windows": out / "windows.csv", "latency": out / "latency.json"}
-    with open(files["windows"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(WINDOW_FIELDS)
-        writer.writerows(w.row() for w in result.windows)
-    write_json(files["latency"], {
-        "source": result.info.source, "frames": pred.n_frames, "fps": result.info.fps, "wall_s": result.wall_s,
-        "real_time_factor": result.real_time_factor, "warmup_s": result.warmup_s, "dropped_frames": result.dropped,
-        "windows_run": len(result.windows) - result.skipped, "windows_skipped": result.skipped,
-        "end_reason": result.end_reason, "captions": result.policy.describe(),
-        "latency_budget_ms": result.budget_ms, "latency_ms": result.latency})
-    thumbs = []
-    if thumbnails and pred.source is not None and pred.n_frames:
-        thumbs = read_thumbnails(pred.source, pred.n_frames, pred.fps, thumbnails, pred.size)
-    if pred.n_frames:
-        files["timeline"] = write_timeline(pred, paths["timeline"], thumbs)
-    events = write_events(pred, paths["events"])
-    if events is not None:
-        files["events"] = events
-    return files

@@ -43,6 +43,7 @@ class StreamInfo:
     width: int
     height: int
     n_frames: int | None = None
+    has_audio: bool = False  # the container has an audio stream
 
     @property
     def live(self) -> bool:
@@ -56,6 +57,14 @@ class Frame:
     index: int
     image: np.ndarray
     arrived: float  # time.perf_counter() when it was queued
+    decode_s: float
+
+
+@dataclass
+class Sound:
+    """Audio the reader decoded since the last event: (first track sample, mono 16 kHz samples) pieces."""
+
+    pieces: list
     decode_s: float
 
 
@@ -117,15 +126,19 @@ def open_stream(source: str, open_timeout: float = 10.0, read_timeout: float = 1
     if not ctx.width or not ctx.height:
         container.close()
         raise StreamError(f"{source}: the video stream has no frame size")
-    return container, stream, StreamInfo(source, kind, source_name(source), fps, ctx.width, ctx.height, n_frames)
+    return container, stream, StreamInfo(source, kind, source_name(source), fps, ctx.width, ctx.height, n_frames,
+                                         has_audio=bool(container.streams.audio))
 
 
 class FrameReader:
     """Decode a stream in a thread into a bounded queue of Frame events, ending with one End."""
 
     def __init__(self, container, stream, info: StreamInfo, size: tuple[int, int], *, realtime: bool = False,
-                 capacity: int = 64, max_frames: int | None = None):
+                 capacity: int = 64, max_frames: int | None = None, audio: bool = False):
         self.container, self.stream, self.info = container, stream, info
+        # the soundtrack is read in the same pass when the run reads audio and the source has some
+        self.audio = container.streams.audio[0] if audio and container.streams.audio else None
+        self.audio_issues: list[str] = []
         self.size = size  # (H, W) to convert to
         self.pace = realtime and not info.live  # a live source paces itself
         self.drop = realtime or info.live
@@ -164,7 +177,7 @@ class FrameReader:
         height, width = self.size
         reformatter = VideoReformatter()  # one libswscale context for the whole stream, as extraction
         self.stream.thread_type = "AUTO"
-        frames = self.container.decode(self.stream)
+        frames = self.container.decode(self.stream) if self.audio is None else self._frames_and_sound()
         index, reason, start = 0, "end of stream", time.perf_counter()
         try:
             while not self._stop.is_set():
@@ -193,4 +206,45 @@ class FrameReader:
                 reason = "stopped"
         except av.error.FFmpegError as e:
             reason = f"decode error after {index} frames ({getattr(e, 'strerror', None) or e})"
+        if self.audio is not None:
+            self._put(Sound(self._close_sound(), 0.0), block=True)
         self._put(End(index, reason), block=True)
+
+    def _frames_and_sound(self):
+        """The video frames, as `container.decode(stream)` gives them, from one demuxing pass that also
+        decodes the audio packets into Sound events (never dropped: they are small, and audio is not
+        replayed). A bad audio packet is counted and its time stays masked; the video goes on."""
+        import av
+
+        from fgvu.extract.audio_source import AudioPlacer, start_seconds
+
+        self._placer = AudioPlacer(start_seconds(self.stream))
+        corrupt, broken = 0, False
+        for packet in self.container.demux(self.stream, self.audio):
+            if packet.stream.index == self.stream.index:
+                yield from packet.decode()
+                continue
+            if broken:
+                continue
+            t0 = time.perf_counter()
+            try:
+                pieces = [p for frame in packet.decode() for p in self._placer.add(frame)]
+            except av.error.FFmpegError:
+                corrupt += 1
+                if corrupt == 1:
+                    self.audio_issues.append("corrupt audio packet(s): their time is masked")
+                continue
+            except Exception as e:  # noqa: BLE001 - as read_audio: the rest of the sound is masked, not the video
+                broken = True
+                self.audio_issues.append(f"cannot decode the audio ({type(e).__name__}: {e}); the rest is masked")
+                continue
+            if pieces:
+                self._put(Sound(pieces, time.perf_counter() - t0), block=True)
+
+    def _close_sound(self) -> list:
+        placer = getattr(self, "_placer", None)
+        try:
+            return placer.close() if placer is not None else []
+        except Exception as e:  # noqa: BLE001 - the soundtrack never costs the stream its pictures
+            self.audio_issues.append(f"cannot resample the audio's last stretch ({type(e).__name__}: {e})")
+            return []

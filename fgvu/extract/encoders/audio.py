@@ -151,6 +151,7 @@ class SpeechEncoder(AudioEncoder):
         self.context_seconds = round(context_seconds * RATE / self.hop) * self.hop / RATE
         self._torch = torch
         preprocessing = {"rate": RATE, "mono": "mean of the channels without LFE", "normalize": self.normalize,
+                         "normalized_over": "each chunk with its context" if self.normalize else None,
                          "chunk_seconds": self.chunk_seconds, "context_seconds": self.context_seconds,
                          "output": "last_hidden_state", "hop": self.hop, "receptive_field": self.receptive_field}
         self.fingerprint = make_fingerprint(
