@@ -271,3 +271,22 @@ def test_fit_on_the_url_equals_fit_on_the_local_copy(s3, tmp_path):
     metrics = [json.loads((runs[n] / "metrics.json").read_text()) for n in ("local", "s3")]
     assert metrics[0]["val"] == metrics[1]["val"] and metrics[0]["select"] == metrics[1]["select"]
     assert 0 < abs(metrics[1]["val"]["ccc_mean"]) <= 1 and metrics[1]["n_val_videos"] == 2
+    # every command that reads a cache takes the URL: evaluate (the run's own cache, and --cache), ablations
+    evals = {}
+    for name, cache in (("local", str(local)), ("s3", url)):
+        result = CliRunner().invoke(app, ["evaluate", str(runs[name]), "--cache", cache])
+        assert result.exit_code == 0, result.output
+        evals[name] = json.loads((runs[name] / "eval.json").read_text())
+    assert evals["s3"]["metrics"] == evals["local"]["metrics"]
+    result = CliRunner().invoke(app, ["evaluate", str(runs["s3"])])
+    assert result.exit_code == 0 and "s3:/" + "/" in result.output, result.output
+    grid = tmp_path / "grid.toml"
+    grid.write_text('reference = "i"\n[base]\nepochs = 1\n[base.model]\nmodalities = ["i", "t"]\nfusion = "concat"\n'
+                    'd_model = 16\nmlp_hidden = 16\nheads = 2\n[configs.i]\nmodel = { modalities = ["i"] }\n'
+                    '[configs.it]\n')
+    with torch_threads(1):
+        result = CliRunner().invoke(app, ["ablations", url, "--grid", str(grid), "--out", str(tmp_path / "abl"),
+                                          "--seeds", "1", "--jobs", "1", "--quiet"])
+    assert result.exit_code == 0 and "2 runs finished, 0 failed" in result.output, result.output
+    ran = json.loads((tmp_path / "abl" / "runs" / "it-s0" / "config.json").read_text())
+    assert ran["cache"] == url

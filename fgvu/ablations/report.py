@@ -15,6 +15,10 @@ from fgvu.ablations.failures import failure_analysis
 from fgvu.ablations.plots import METRIC_LABELS, bar_chart, curves_plot
 from fgvu.ablations.stats import ALPHA, holm, summarize
 from fgvu.fusion.bootstrap import paired_comparison
+
+# A bootstrap of D draws cannot give p below 2/(D+1); Holm multiplies the smallest p by the number of
+# comparisons (25 in the default grid), so 1,000 draws would floor every adjusted p at 0.05.
+COMPARISON_DRAWS = 10_000
 from fgvu.fusion.run_folder import (
     REPORT, RunFolderError, load_val_frames, read_metrics, reported, selection_label,
 )
@@ -131,7 +135,7 @@ def video_comparisons(plan: GridPlan, results: Sequence[RunResult], configs: Seq
     for config in configs:
         if config == plan.grid.reference or config not in tables:
             continue
-        c = paired_comparison(task, task.primary, tables[config], reference)
+        c = paired_comparison(task, task.primary, tables[config], reference, draws=COMPARISON_DRAWS)
         if c is not None:
             compared[config] = c
     names = list(compared)
@@ -297,7 +301,7 @@ def _markdown(plan: GridPlan, runs: list[dict], summary: list[dict], analysis: s
         f"up to {cfg.epochs} epochs each). {protocol}"
         f"Each configuration is compared with **{reference}** twice: a two-sided paired t-test over seeds "
         f"(initialisation noise on fixed videos) and a paired bootstrap over the reported base videos "
-        f"(1,000 draws, the same videos for both, runs paired by seed: how much the difference depends on "
+        f"({COMPARISON_DRAWS:,} draws, the same videos for both, runs paired by seed: how much the difference depends on "
         f"which videos were scored). `*` marks differences significant at {ALPHA} after Holm correction "
         f"over {tested} comparisons, per test.\n",
         markdown_summary(summary, metric, reference),

@@ -30,6 +30,7 @@ from pathlib import Path
 from fgvu.ablations.grid import Grid, default_grid, unavailable_reason
 from fgvu.ablations.report import write_report
 from fgvu.cache import cache_fingerprint, read_spec
+from fgvu.cache.location import absolute, cache_path
 from fgvu.errors import FgvuError
 from fgvu.fusion.config import FitConfig
 from fgvu.fusion.run_folder import ERROR, METRICS, is_finished, lock_holder
@@ -76,7 +77,7 @@ class RunResult:
 class GridPlan:
     """The runs of a grid on one cache, and the configurations skipped with their reasons."""
 
-    cache: Path
+    cache: Path  # or a StorePath (fgvu.cache.location) for a cache at a store URL
     task: str
     grid: Grid
     seeds: list[int]
@@ -102,7 +103,7 @@ def plan_grid(cache: str | Path, grid: Grid | None = None, seeds: int = 5, base:
     """
     import dataclasses
 
-    cache = Path(cache)
+    cache = cache_path(cache)
     spec = read_spec(cache)
     grid = grid or default_grid()
     if seeds < 1:
@@ -315,7 +316,7 @@ def _run_on_ray(todo: list[RunSpec], cache: Path, runs_root: Path, jobs: int | N
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, logging_level="WARNING")
     task = ray.remote(num_cpus=1, max_retries=retries)(_execute_on_ray)
     limit = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    cache, runs_root = Path(cache).resolve(), Path(runs_root).resolve()
+    cache, runs_root = absolute(cache), Path(runs_root).resolve()
     queue, in_flight = list(reversed(todo)), {}  # pop() from the end keeps plan order
     while queue or in_flight:
         while queue and len(in_flight) < limit:

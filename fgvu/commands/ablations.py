@@ -13,7 +13,7 @@ from fgvu.options import field_option
 
 
 def ablations_cmd(
-    cache: Path | None = typer.Argument(None, help="Feature cache; default: the cache of --dataset, or the only "
+    cache: str | None = typer.Argument(None, help="Feature cache (a folder or a store URL); default: the cache of --dataset, or the only "
                                         "cache under the caches folder."),
     dataset: str | None = typer.Option(None, help="Use the cache of this dataset under the caches folder."),
     task: str | None = option(None, help="va or violence; a different one than the cache's is an error.",
@@ -44,10 +44,11 @@ def ablations_cmd(
     from fgvu.ablations.grid import default_grid, load_grid
     from fgvu.ablations.runner import run_ablations
     from fgvu.cache import CacheError, read_spec
+    from fgvu.cache.location import cache_path
     from fgvu.fusion.config import build_fit_config
     from fgvu.settings import find_cache, paths
 
-    cache = cache if cache is not None else find_cache(dataset)
+    cache = cache_path(cache) if cache is not None else find_cache(dataset)
     spec = read_spec(cache)
     if task is not None and task != spec.task:
         raise CacheError(f"cache {cache} holds task {spec.task!r}, not {task!r}")

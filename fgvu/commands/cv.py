@@ -21,7 +21,7 @@ DEFAULT_FOLDS = 5
 
 @config_options(FitConfig)
 def cv_cmd(
-    cache: Optional[Path] = typer.Argument(None, help="Feature cache. Default: caches/<--dataset>, or the only "
+    cache: Optional[str] = typer.Argument(None, help="Feature cache (a folder or a store URL). Default: caches/<--dataset>, or the only "
                                            "cache under caches/."),
     dataset: Optional[str] = typer.Option(None, help="Pick the cache caches/<dataset> when CACHE is not given."),
     out: Optional[Path] = option(None, help="Folder for fold-<k>/ run folders, cv.json and cv.md.",
@@ -33,6 +33,7 @@ def cv_cmd(
     """Group k-fold by base video over train + val: fit every fold (resuming finished ones), then
     report mean ± std of each metric over the folds (default 5 folds)."""
     from fgvu.cache import read_spec
+    from fgvu.cache.location import cache_path
     from fgvu.fusion.config import build_fit_config
     from fgvu.fusion.crossval import run_cv
     from fgvu.settings import find_cache, paths
@@ -43,7 +44,7 @@ def cv_cmd(
     folds = cfg.folds or DEFAULT_FOLDS
     if folds < 2:
         raise SettingsError(f"--folds {folds}: cross-validation needs at least 2 folds")
-    cache = Path(cache) if cache is not None else find_cache(dataset)
+    cache = cache_path(cache) if cache is not None else find_cache(dataset)
     spec = read_spec(cache)
     if out is None:
         out = Path(paths().runs) / f"cv-{spec.dataset}-{''.join(cfg.model.modalities)}-{cfg.model.fusion}-s{cfg.seed}"

@@ -19,7 +19,7 @@ PARTIAL_HELP = "Use a cache whose parts are not all extracted yet (by default a 
 
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="Run folder written by `fgvu fit`."),
-    cache: Optional[Path] = option(None, help="Cache to evaluate on; the split is then that cache's split, its "
+    cache: Optional[str] = option(None, help="Cache (a folder or a store URL) to evaluate on; the split is then that cache's split, its "
                                    "encoders must be the run's, and the result goes to "
                                    "RUN/eval-<cache>-<fingerprint>-<split>.json.", shown="the run's training cache"),
     split: str = option("val", help="Split to evaluate. On the run's own cache: train, select or the reported "
@@ -47,7 +47,7 @@ def predict_cmd(
     split: str = option("test", help="Split to predict."),
     out: Optional[Path] = option(None, help="Folder for the prediction files.",
                                  shown="RUN/predictions-<split>, or RUN/predictions-videos for raw videos"),
-    cache: Optional[Path] = option(None, help="Cache to predict from (its split; the run's encoders).",
+    cache: Optional[str] = option(None, help="Cache (a folder or a store URL) to predict from (its split; the run's encoders).",
                                    shown="the run's training cache"),
     sample: Optional[Path] = option(None, "--abaw-sample", "--sample",
                                     help="The organisers' sample: for va the ABAW sample file (writes one "

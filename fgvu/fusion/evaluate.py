@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache import CacheError, CacheView, cache_fingerprint, open_cache, read_spec
+from fgvu.cache.location import absolute, cache_path
 from fgvu.fusion import bootstrap
 from fgvu.fusion.data import FeatureData, length_options
 from fgvu.fusion.run_folder import (
@@ -152,13 +153,13 @@ def _load(run: str | Path, cache: str | Path | None, allow_unfinished: bool = Fa
     read_config(run)  # a folder that is no run at all says so first
     check_finished(run, allow_unfinished)
     ckpt = load_checkpoint(run)
-    own = Path(ckpt.meta["cache"])
-    cache = Path(cache) if cache is not None else own
+    own = cache_path(ckpt.meta["cache"])
+    cache = cache_path(cache) if cache is not None else own
     spec = read_spec(cache)
     if spec.task != ckpt.task:
         raise DataError(f"cache {cache} is a {spec.task} cache, but run {run} was trained for {ckpt.task}")
     fingerprint = cache_fingerprint(cache)
-    same = cache.resolve() == own.resolve() and fingerprint == ckpt.meta.get("cache_fingerprint", fingerprint)
+    same = absolute(cache) == absolute(own) and fingerprint == ckpt.meta.get("cache_fingerprint", fingerprint)
     if not same:
         check_same_encoders(run, ckpt.meta, ckpt.cfg.model.modalities, cache, spec.encoders)
     cfg = ckpt.cfg

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fgvu.cache import CacheError, CacheView, open_cache, read_spec
+from fgvu.cache.location import cache_path
 from fgvu.errors import FgvuError
 from fgvu.inference.encoders import EncoderOverrides
 from fgvu.inference.prediction import StepOutputs, VideoPrediction
@@ -167,8 +168,8 @@ class Predictor:
 
 def _run_spec(run: Path, meta: dict, cache_spec: str | Path | None):
     """The CacheSpec of the cache the run was trained on (or of `cache_spec`)."""
-    path = Path(cache_spec) if cache_spec is not None else Path(meta["cache"])
-    folder = path.parent if path.name == "cache.json" else path
+    path = cache_path(cache_spec if cache_spec is not None else meta["cache"])
+    folder = cache_path(str(path)[:-len("/cache.json")]) if path.name == "cache.json" else path
     try:
         return read_spec(folder)
     except CacheError as e:
