@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Test the code of the checkout these tests are in (also in subprocesses), even when the
 # installed package points at another worktree.
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -20,3 +22,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch at one thread for a module: tiny GRUs run fastest so, and far faster than two on a
+    busy machine. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    from helpers import torch_threads
+
+    with torch_threads(1):
+        yield

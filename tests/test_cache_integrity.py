@@ -22,7 +22,6 @@ from fgvu.cache.repair import drop_duplicates
 from fgvu.cache.verify import verify_cache
 from fgvu.cli import app
 from fgvu.sampling import SamplingPlan
-from helpers import torch_threads
 
 TINY = ["--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--epochs", "1", "--quiet"]
 runner = CliRunner()
@@ -38,10 +37,7 @@ def cache(base, tmp_path) -> Path:
     return Path(shutil.copytree(base, tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def refused_by_fit(cache: Path, out: Path, *extra: str) -> str:

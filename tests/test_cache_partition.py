@@ -23,7 +23,6 @@ from fgvu.cache.verify import verify_cache, verify_report
 from fgvu.cli import app
 from fgvu.extract.config import ExtractConfig
 from fgvu.extract.pipeline import run_extract
-from helpers import torch_threads
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = ["--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--epochs", "1", "--quiet"]
@@ -31,10 +30,7 @@ runner = CliRunner()
 VIDEOS = {f"v{i}": (f"v{i}.mp4", 90 + 23 * i) for i in range(6)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -13,16 +13,12 @@ from fgvu.errors import FgvuError
 from fgvu.fusion.checkpoint import load_checkpoint
 from fgvu.fusion.config import FitConfig
 from fgvu.synth.features import write_feature_cache
-from helpers import torch_threads
 
 runner = CliRunner()
 TINY = ["--d-model", "16", "--mlp-hidden", "16", "--heads", "2", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

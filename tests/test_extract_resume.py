@@ -71,6 +71,22 @@ def _uncommitted_rows(out: Path) -> bool:
     return False
 
 
+def _kill_after_a_commit(driver: str, out: Path, before: int, delay: float) -> int:
+    """Run `driver`, wait until it commits past `before` videos, then `delay` s, and kill -9 it.
+    Returns 1 if the kill landed (0 when the run had already ended)."""
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 60
+    while _committed(out) <= before and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return int(killed)
+
+
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     videos = {f"v{i}": 70 + 37 * i for i in range(7)} | {"pair": 160}
     root = write_affwild2(tmp_path / "data", videos, left_right=("pair",))
@@ -89,16 +105,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
         before = _committed(out)
         if before >= n_items - 2:
             break
-        proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        deadline = time.monotonic() + 60
-        while _committed(out) <= before and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += _kill_after_a_commit(driver, out, before, delay)
         mid_append += _uncommitted_rows(out)
     assert kills >= 2 and _committed(out) >= 1
     assert mid_append >= 1, "no kill landed inside an append; the truncation path was not exercised"
@@ -162,16 +169,7 @@ def test_kill_9_with_buffered_writes_equals_an_uninterrupted_run(tmp_path):
         if before >= len(videos) - 2:
             break
         log.write_text("")
-        proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while _committed(out) <= before and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += _kill_after_a_commit(driver, out, before, delay)
         appended = len(log.read_text().split())
         lost += appended > _committed(out) - before  # appended this run, not committed: buffered only
     assert kills >= 2 and lost >= 1, (kills, lost)

@@ -16,15 +16,11 @@ from fgvu.fusion.model import FusionModel
 from fgvu.fusion.splits import DataError
 from fgvu.fusion.train import fit
 from fgvu.synth.features import write_feature_cache
-from helpers import torch_threads
 
 SMALL = dict(d_model=32, mlp_hidden=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

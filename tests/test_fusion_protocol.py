@@ -17,7 +17,6 @@ from fgvu.fusion.train import fit
 from fgvu.scoring import score_files
 from fgvu.submissions import SubmissionError
 from fgvu.synth.features import write_feature_cache
-from helpers import torch_threads
 
 SMALL = ModelConfig(d_model=16, heads=2, mlp_hidden=16)
 runner = CliRunner()
@@ -28,10 +27,7 @@ def config(**kw) -> FitConfig:
     return FitConfig(model=ModelConfig(**{**SMALL.to_dict(), **model}), **{"epochs": 3, "batch_size": 32, **kw})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,12 @@ from fgvu.fusion.evaluate import evaluate, predict
 from fgvu.fusion.run_folder import RunFolderError
 from fgvu.fusion.train import fit
 from fgvu.synth.features import write_feature_cache
-from helpers import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(d_model=16, mlp_hidden=16, heads=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

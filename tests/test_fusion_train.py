@@ -18,7 +18,6 @@ from fgvu.fusion.config import FitConfig, ModelConfig
 from fgvu.fusion.evaluate import evaluate, predict
 from fgvu.fusion.train import FitError, fit
 from fgvu.synth.features import write_feature_cache
-from helpers import torch_threads
 
 SMALL = ModelConfig(d_model=32, mlp_hidden=64)
 
@@ -29,11 +28,7 @@ def config(modalities=("v", "i", "t"), **kw):
     return FitConfig(model=ModelConfig(**{**SMALL.to_dict(), "modalities": modalities, **model_kw}), **{**base, **kw})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny GRUs run fastest on one thread, and far faster than two on a busy machine
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,13 @@ from fgvu.fusion.config import FitConfig, ModelConfig
 from fgvu.fusion.evaluate import predict
 from fgvu.fusion.train import fit
 from fgvu.safe_names import MAX_NAME_BYTES, UnsafeNameError, file_in, safe_file_name
-from helpers import torch_threads
 
 CRAFTED = ["../../ESCAPED", "/tmp/absolute", "test/d", "a\\b", "..", ".", ".hidden", "100%", "a%2Fb",
            "tab\there", "new\nline"]
 TINY = FitConfig(model=ModelConfig(d_model=16, mlp_hidden=16, heads=2), epochs=1, batch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["12-24-1920x1080_left", "video_59", "clip 3 (take 2)", "vidéo-ünïcode", "a.b"])
