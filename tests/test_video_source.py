@@ -114,20 +114,25 @@ def test_odd_frame_size(tmp_path):
     assert dict(source.frames(np.array([7]), size=(33, 45)))[7].shape == (33, 45, 3)
 
 
-def test_variable_frame_rate_is_read_frame_by_frame(tmp_path):
-    path = tmp_path / "vfr.mp4"
-    gaps_ms = [20, 50, 33]  # irregular timestamps
+def write_variable_rate(path, n_frames: int, gaps_ms) -> None:
+    """An H.264 file of numbered frames whose timestamps step by `gaps_ms` in turn."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
         pts = 0
-        for k in range(60):
+        for k in range(n_frames):
             frame = av.VideoFrame.from_ndarray(numbered_frame(k))
             frame.pts, frame.time_base = pts, Fraction(1, 1000)
-            pts += gaps_ms[k % 3]
+            pts += gaps_ms[k % len(gaps_ms)]
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def test_variable_frame_rate_is_read_frame_by_frame(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    gaps_ms = [20, 50, 33]  # irregular timestamps
+    write_variable_rate(path, 60, gaps_ms)
     source = open_video(path)
     assert source.info.n_frames == 60
     assert source.info.fps == pytest.approx(1000 / np.mean(gaps_ms), rel=0.05)  # the average rate
@@ -141,17 +146,7 @@ def test_regular_timestamps_are_not_variable_rate(video100):
 def test_variable_frame_rate_is_reported_with_its_measured_rate(tmp_path):
     path = tmp_path / "vfr.mp4"
     gaps_ms = [20, 50, 33]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
-        pts = 0
-        for k in range(30):
-            frame = av.VideoFrame.from_ndarray(numbered_frame(k))
-            frame.pts, frame.time_base = pts, Fraction(1, 1000)
-            pts += gaps_ms[k % 3]
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_variable_rate(path, 30, gaps_ms)
     rate = open_video(path).info.variable_rate
     span = sum(gaps_ms[k % 3] for k in range(29)) / 1000
     assert rate.fps == pytest.approx(29 / span) and (rate.min_gap, rate.max_gap) == pytest.approx((0.020, 0.050))
